@@ -16,6 +16,11 @@ os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="rmlm-hf-home-"))
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+# Without a GPU, Triton kernels run in Triton's CPU interpreter (read when kernels are defined, so before the
+# package imports recurrence_triton); on a GPU machine the compiled kernels are tested.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 

@@ -275,7 +275,8 @@ def test_auto_classes_are_registered(tmp_path):
     classifier = AutoModelForSequenceClassification.from_pretrained(tmp_path, num_labels=3)
     assert isinstance(classifier, RecurrentMLMForSequenceClassification) and classifier.num_labels == 3
     saved = {p.name for p in Path(tmp_path).iterdir()}
-    assert {"configuration_recurrent_mlm.py", "modeling_recurrent_mlm.py", "recurrence.py", "recurrence_naive.py"} <= saved
+    assert {"configuration_recurrent_mlm.py", "modeling_recurrent_mlm.py", "recurrence.py", "recurrence_naive.py",
+            "recurrence_triton.py"} <= saved
 
 
 def test_overlong_input_is_a_clear_error():

@@ -110,3 +110,81 @@ def test_sublayer_bounded_on_4096_tokens(recurrence, dtype, tiny_config):
     bound = projected.abs().max() * (1 if recurrence == "gated" else 2) + 2
     assert out.float().abs().max() <= bound
     assert out[:, -100:].float().abs().max() <= bound  # the end of the sequence is no worse than the start
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Triton kernels (the GPU path), run by Triton's CPU interpreter when there is no GPU.
+# ---------------------------------------------------------------------------------------------------------
+def _triton():
+    from recurrent_mlm.models.recurrence import triton_available
+
+    if not triton_available():
+        pytest.skip("triton is not installed")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _both_directions(fn, tensors, chunk, split):
+    """Reference: channels [:split] forward in time, the rest backward (flip, run, flip back)."""
+    forward = fn(*[t[..., :split] for t in tensors], chunk)
+    backward = fn(*[t[..., split:].flip(1) for t in tensors], chunk).flip(1)
+    return torch.cat([forward, backward], dim=-1)
+
+
+@pytest.mark.parametrize("chunk", [1, 3], ids=lambda k: f"k{k}")
+@pytest.mark.parametrize("split", ["all-forward", "all-backward", "half"])
+@pytest.mark.parametrize("shape", [(2, 9, 6), (1, 23, 130)], ids=_shape_id)
+def test_triton_kernels_match_reference(shape, split, chunk):
+    from recurrent_mlm.models.recurrence_triton import gated_recurrence_triton, simple_recurrence_triton
+
+    device = _triton()
+    channels = shape[-1]
+    split = {"all-forward": channels, "all-backward": 0, "half": channels // 2}[split]
+    x = torch.randn(*shape, device=device, requires_grad=True)
+    z = torch.randn(*shape, device=device, requires_grad=True)
+    f = torch.rand(*shape, device=device).requires_grad_()
+    grad_out = torch.randn(*shape, device=device)
+    tol = dict(rtol=1e-5, atol=1e-5)  # the kernels keep a float32 state
+
+    got = simple_recurrence_triton(x, chunk, split)
+    ref = _both_directions(simple_recurrence_naive, [x], chunk, split)
+    torch.testing.assert_close(got, ref, **tol)
+    torch.testing.assert_close(torch.autograd.grad(got, x, grad_out)[0], torch.autograd.grad(ref, x, grad_out)[0], **tol)
+
+    got = gated_recurrence_triton(z, f, chunk, split)
+    ref = _both_directions(gated_recurrence_naive, [z, f], chunk, split)
+    torch.testing.assert_close(got, ref, **tol)
+    for a, b in zip(torch.autograd.grad(got, (z, f), grad_out), torch.autograd.grad(ref, (z, f), grad_out)):
+        torch.testing.assert_close(a, b, **tol)
+
+
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+def test_triton_model_matches_pytorch_model(recurrence, tiny_config):
+    """Whole model, padded batch (reordering path) and unpadded (direction split inside the kernel)."""
+    from recurrent_mlm import RecurrentMLMModel
+
+    device = _triton()
+    torch.manual_seed(0)
+    fast = RecurrentMLMModel(tiny_config(recurrence=recurrence, recurrence_chunk_size=2)).to(device)
+    triton_model = RecurrentMLMModel(
+        tiny_config(recurrence=recurrence, recurrence_chunk_size=2, recurrence_implementation="triton")
+    ).to(device)
+    triton_model.load_state_dict(fast.state_dict())
+    ids = torch.randint(5, 100, (2, 11), device=device)
+    mask = torch.ones_like(ids)
+    mask[1, 7:] = 0
+    for kwargs in (dict(), dict(attention_mask=mask)):
+        a = fast(ids, **kwargs).last_hidden_state
+        b = triton_model(ids, **kwargs).last_hidden_state
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        ga = torch.autograd.grad(a.square().sum(), list(fast.parameters()), allow_unused=True)
+        gb = torch.autograd.grad(b.square().sum(), list(triton_model.parameters()), allow_unused=True)
+        for x, y in zip(ga, gb):
+            if x is not None:
+                torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-5)
+
+
+def test_auto_uses_triton_only_on_cuda():
+    from recurrent_mlm.models.recurrence import resolve_implementation
+
+    assert resolve_implementation("auto", torch.zeros(1)) == "fast"
+    assert resolve_implementation("naive", torch.zeros(1)) == "naive"

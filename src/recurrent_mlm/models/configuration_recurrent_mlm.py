@@ -14,7 +14,7 @@ from transformers import PreTrainedConfig
 ENCODER_TYPES = ("transformer", "sequential_transformer", "lstm", "recurrent")
 RECURRENCE_TYPES = (None, "simple", "gated")
 RECURRENCE_DIRECTIONS = ("forward", "backward", "bidirectional")
-RECURRENCE_IMPLEMENTATIONS = ("auto", "fast", "naive")
+RECURRENCE_IMPLEMENTATIONS = ("auto", "fast", "naive", "triton")
 POOLING_TYPES = ("cls", "mean", "last", "final")
 SEQUENTIAL_COMBINE = ("sum", "concat")
 
@@ -86,8 +86,9 @@ class RecurrentMLMConfig(PreTrainedConfig):
         recurrence_forget_bias (`float`, defaults to 1.0):
             Initial forget-gate bias of the gated recurrence (larger keeps more memory at the start).
         recurrence_implementation (`str`, defaults to `"auto"`):
-            `"fast"` (custom autograd function with a blocked scan), `"naive"` (plain loop over time, the
-            reference) or `"auto"` (fast).
+            `"fast"` (PyTorch: custom autograd functions with blocked scans), `"triton"` (fused GPU kernels;
+            needs `triton`), `"naive"` (plain loop over time, the reference) or `"auto"` (Triton for CUDA
+            tensors when installed, else fast).
         sparse_prediction (`bool`, defaults to `True`):
             In training mode with labels, compute vocabulary logits only where `labels != -100`.
     """
@@ -246,7 +247,10 @@ class RecurrentMLMConfig(PreTrainedConfig):
         if not isinstance(self.recurrence_chunk_size, int) or self.recurrence_chunk_size < 1:
             bad("recurrence_chunk_size", f"must be an integer >= 1, got {self.recurrence_chunk_size!r}.")
         if self.recurrence_implementation not in RECURRENCE_IMPLEMENTATIONS:
-            bad("recurrence_implementation", f"{self.recurrence_implementation!r} is not one of auto, fast, naive.")
+            bad(
+                "recurrence_implementation",
+                f"{self.recurrence_implementation!r} is not one of auto, fast, naive, triton.",
+            )
         if self.encoder_type == "sequential_transformer":
             if self.recurrence_direction is not None:
                 bad(

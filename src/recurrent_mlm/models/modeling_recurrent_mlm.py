@@ -44,7 +44,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import gated_recurrence, simple_recurrence
+from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
 
 logger = logging.get_logger(__name__)
 
@@ -308,29 +308,30 @@ class _RecurrentSublayer(nn.Module):
         super().__init__()
         self.hidden_size = config.recurrence_hidden_size
         self.chunk_size = config.recurrence_chunk_size
-        self.implementation = "naive" if config.recurrence_implementation == "naive" else "fast"
+        self.implementation = config.recurrence_implementation
         self.direction = direction
         # One fused matmul for all input projections (no bias: the formula adds its biases elsewhere).
         self.in_proj = nn.Linear(config.hidden_size, self.num_inputs * self.hidden_size, bias=False)
 
-    def scan(self, *inputs: torch.Tensor) -> torch.Tensor:
+    def scan(self, *inputs: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def directional_scan(self, inputs: list[torch.Tensor], context: SequenceContext | None) -> torch.Tensor:
         """Run `scan` over `inputs` (each `(batch, seq, d)`, float32) in the configured direction(s)."""
-        if self.direction != "bidirectional":
-            order = context.order(reverse=self.direction == "backward") if context is not None else (
-                "flip" if self.direction == "backward" else None
-            )
-            return undo_order(self.scan(*[apply_order(x, order) for x in inputs]), order)
+        implementation = resolve_implementation(self.implementation, inputs[0])
         half = self.hidden_size // 2
         fwd = context.order(reverse=False) if context is not None else None
         bwd = context.order(reverse=True) if context is not None else "flip"
+        if implementation == "triton" and fwd is None and bwd == "flip":
+            # The kernels walk time either way themselves: no copies. Padded inputs take the path below.
+            split = {"forward": self.hidden_size, "backward": 0, "bidirectional": half}[self.direction]
+            return self.scan(*inputs, implementation=implementation, split=split)
+        if self.direction != "bidirectional":
+            order = fwd if self.direction == "forward" else bwd
+            return undo_order(self.scan(*[apply_order(x, order) for x in inputs], implementation=implementation), order)
         # Both directions in one scan: stack them along the batch (half the sequential steps of two scans).
-        stacked = [
-            torch.cat([apply_order(x[..., :half], fwd), apply_order(x[..., half:], bwd)], dim=0) for x in inputs
-        ]
-        out_fwd, out_bwd = self.scan(*stacked).chunk(2, dim=0)
+        stacked = [torch.cat([apply_order(x[..., :half], fwd), apply_order(x[..., half:], bwd)], dim=0) for x in inputs]
+        out_fwd, out_bwd = self.scan(*stacked, implementation=implementation).chunk(2, dim=0)
         return torch.cat([undo_order(out_fwd, fwd), undo_order(out_bwd, bwd)], dim=-1)
 
 
@@ -346,8 +347,8 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
         self.state_bias = nn.Parameter(torch.zeros(self.hidden_size))  # b_c
         self.gate_bias = nn.Parameter(torch.zeros(self.hidden_size))  # b_s
 
-    def scan(self, x1: torch.Tensor) -> torch.Tensor:
-        return simple_recurrence(x1, self.chunk_size, self.implementation)
+    def scan(self, x1: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
+        return simple_recurrence(x1, self.chunk_size, implementation, split)
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
@@ -366,8 +367,8 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
         self.state_bias = nn.Parameter(torch.zeros(self.hidden_size))  # b_c
         self.forget_bias = nn.Parameter(torch.full((self.hidden_size,), float(config.recurrence_forget_bias)))
 
-    def scan(self, z: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
-        return gated_recurrence(z, f, self.chunk_size, self.implementation)
+    def scan(self, z: torch.Tensor, f: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
+        return gated_recurrence(z, f, self.chunk_size, implementation, split)
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)

@@ -20,11 +20,15 @@ precision that log-space cumulative sums lose.
 
 The recurrent state is float32 whatever the autocast dtype (callers cast). The public functions are excluded
 from `torch.compile` tracing (one graph break) so compile time does not grow with the sequence length.
+
+On CUDA tensors, `implementation="auto"` uses the Triton kernels of `recurrence_triton.py` when Triton is
+installed (one program per row, chain and channel block walks time with the state in registers).
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -180,9 +184,50 @@ class GatedRecurrenceFunction(torch.autograd.Function):
         return grad_z, grad_f, None
 
 
+_warned_no_triton = False
+
+
+def resolve_implementation(requested: str, x: torch.Tensor) -> str:
+    """`"auto"` -> `"triton"` for CUDA tensors when Triton is installed, else `"fast"` (one warning on a GPU
+    without Triton); explicit choices are returned as they are."""
+    global _warned_no_triton
+    if requested in ("fast", "naive", "triton"):
+        return requested
+    if x.is_cuda:
+        if triton_available():
+            return "triton"
+        if not _warned_no_triton:
+            _warned_no_triton = True
+            warnings.warn(
+                "recurrent-mlm: Triton is not installed, so the recurrences run the PyTorch fast path on the GPU "
+                "(correct, but slower); `pip install triton` for the fused kernels.",
+                stacklevel=3,
+            )
+    return "fast"
+
+
+def triton_available() -> bool:
+    try:
+        from .recurrence_triton import HAS_TRITON
+    except ImportError:  # pragma: no cover
+        return False
+    return HAS_TRITON
+
+
 @torch.compiler.disable
-def simple_recurrence(x: torch.Tensor, chunk_size: int = 1, implementation: str = "fast") -> torch.Tensor:
-    """`(batch, seq, channels)` simple recurrence; see `simple_recurrence_naive` for the definition."""
+def simple_recurrence(
+    x: torch.Tensor, chunk_size: int = 1, implementation: str = "fast", split: int | None = None
+) -> torch.Tensor:
+    """`(batch, seq, channels)` simple recurrence; see `simple_recurrence_naive` for the definition.
+
+    `split` (Triton only): channels `[:split]` run forward in time, the rest backward; default all forward.
+    """
+    if implementation == "triton":
+        from .recurrence_triton import simple_recurrence_triton
+
+        return simple_recurrence_triton(x, chunk_size, split)
+    if split is not None and split != x.shape[-1]:
+        raise ValueError("split directions are only handled by the Triton kernels")
     if implementation == "naive":
         return simple_recurrence_naive(x, chunk_size)
     return SimpleRecurrenceFunction.apply(x, chunk_size)
@@ -190,9 +235,15 @@ def simple_recurrence(x: torch.Tensor, chunk_size: int = 1, implementation: str 
 
 @torch.compiler.disable
 def gated_recurrence(
-    z: torch.Tensor, f: torch.Tensor, chunk_size: int = 1, implementation: str = "fast"
+    z: torch.Tensor, f: torch.Tensor, chunk_size: int = 1, implementation: str = "fast", split: int | None = None
 ) -> torch.Tensor:
     """`(batch, seq, channels)` gated recurrence; see `gated_recurrence_naive` for the definition."""
+    if implementation == "triton":
+        from .recurrence_triton import gated_recurrence_triton
+
+        return gated_recurrence_triton(z, f, chunk_size, split)
+    if split is not None and split != z.shape[-1]:
+        raise ValueError("split directions are only handled by the Triton kernels")
     if implementation == "naive":
         return gated_recurrence_naive(z, f, chunk_size)
     return GatedRecurrenceFunction.apply(z, f, chunk_size)
@@ -227,4 +278,6 @@ __all__ = [
     "GatedRecurrenceFunction",
     "simple_recurrence",
     "gated_recurrence",
+    "resolve_implementation",
+    "triton_available",
 ]
