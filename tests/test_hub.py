@@ -317,6 +317,7 @@ def with_package(pushed, hub, tokens, tmp_path_factory):
          "kwargs": {"num_labels": 3}, "expected": str(bert["expected"])},
         {"name": "base", "op": "load", "auto": "AutoModel", "repo": bert["repo"]},
         {**mlm, "name": "no_trust_remote_code", "kwargs": {"trust_remote_code": False}},
+        {**mlm, "name": "local_config", "config_from": "after_import"},  # installed config, Hub code allowed
         *[{**s, "name": "installed-" + s["name"]} for s in _mlm_steps(pushed)],
     ]
     return run_client(tmp_path_factory.mktemp("with-package"), hub, tokens["alice"], steps, block_package=False)
@@ -354,6 +355,8 @@ def test_installed_package_and_hub_code_do_not_clash(with_package):
     assert after["logits_equal"]
     mixed = _assert_ok(with_package["remote_config_after_import"])  # a Hub config object with the package loaded
     assert mixed["logits_equal"]
+    local = _assert_ok(with_package["local_config"])  # an installed config object with trust_remote_code=True
+    assert local["model_module"].startswith("recurrent_mlm.") and local["logits_equal"]
     seqcls = _assert_ok(with_package["seqcls"])
     assert seqcls["model_module"].startswith("recurrent_mlm.") and seqcls["shape"] == [2, 3]
     assert seqcls["embeddings_equal"]
@@ -562,6 +565,7 @@ def _tree_digest(folder: Path) -> dict[str, str]:
         ("no_config", "has no config.json"),
         ("no_weights", "has no safetensors weights"),
         ("no_code", "lacks the model code modeling_recurrent_mlm.py"),
+        ("no_auto_map", "has no auto_map"),
         ("bad_repo_id", "is not a valid repo id"),
         ("commit_as_branch", "looks like a commit id"),
         ("bad_branch", "is not a valid branch name"),
@@ -580,6 +584,10 @@ def test_bad_input_is_refused_with_one_clear_line(case, match, as_alice, hub, tm
         (folder / "model.safetensors").unlink()
     elif case == "no_code":
         (folder / "modeling_recurrent_mlm.py").unlink()
+    elif case == "no_auto_map":
+        config = json.loads((folder / "config.json").read_text())
+        del config["auto_map"]
+        (folder / "config.json").write_text(json.dumps(config))
     elif case == "bad_repo_id":
         repo = "alice/has space"
     elif case == "commit_as_branch":
@@ -702,6 +710,24 @@ def test_cli_reports_bad_input_in_one_line(as_alice, tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         main(["push"])
     assert info.value.code == 2
+
+
+def test_script_helpers(as_alice, tokens, hub, monkeypatch):
+    """What run_pretraining.py / run_glue.py use: the shared flags and the check before training."""
+    import argparse
+
+    from recurrent_mlm.hub import HubPushError, add_hub_arguments, check_push_access
+
+    parser = argparse.ArgumentParser()
+    add_hub_arguments(parser)
+    args = parser.parse_args(["--push_to_hub", "--hub_model_id", "alice/x", "--hub_revision", "b", "--hub_private"])
+    assert (args.push_to_hub, args.hub_model_id, args.hub_revision, args.hub_private) == (True, "alice/x", "b", True)
+    assert parser.parse_args([]).hub_private is False
+    assert check_push_access("bare-name") == "alice/bare-name"
+    assert "alice/bare-name" not in hub.state.repos  # a check creates nothing
+    use_hub(monkeypatch, hub, tokens["alice_read"])
+    with pytest.raises(HubPushError, match="read-only"):
+        check_push_access("alice/x")
 
 
 def test_cli_dry_run_lists_what_would_go_up(tmp_path, capsys):

@@ -128,6 +128,11 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
             f"{folder} has no safetensors weights (model.safetensors or model.safetensors.index.json); "
             "save the model with save_pretrained, which writes them."
         )
+    if config.get("model_type") == "recurrent_mlm" and not config.get("auto_map"):
+        raise HubPushError(
+            f"{config_path} has no auto_map, so the model would not load without recurrent_mlm; save it again with "
+            "recurrent_mlm imported (import recurrent_mlm; model.save_pretrained(...))."
+        )
     code_files = _code_files(folder, config)
     missing = sorted(f for f in code_files if f not in files)
     if missing:
