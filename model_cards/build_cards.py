@@ -41,7 +41,11 @@ def cards() -> dict[str, str]:
     for variant in VARIANTS:
         config, missing = variant_config(variant)
         caption = f'At the BERT-base size (`preset_config("{SIZE}", "{variant}")`)'
-        caption += ":" if missing is None else "; the width that matches BERT-base's parameter count is not solved yet because this encoder is not implemented in this version:"
+        caption += (
+            ":"
+            if missing is None
+            else "; the width that matches BERT-base's parameter count is not solved yet because this encoder is not implemented in this version:"
+        )
         card = render_card(
             config=config,
             title=f"recurrent-mlm: {VARIANT_DOCS[variant]['title']}",
@@ -53,7 +57,9 @@ def cards() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="Report out-of-date cards instead of writing them.")
+    parser.add_argument(
+        "--check", action="store_true", help="Report out-of-date cards instead of writing them."
+    )
     args = parser.parse_args(argv)
     stale = []
     for name, content in cards().items():

@@ -152,9 +152,22 @@ class User:
 
 
 class HubError(Exception):
-    def __init__(self, status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None, **extra):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+        **extra,
+    ):
         super().__init__(message)
-        self.status, self.message, self.code, self.headers, self.extra = status, message, code, headers or {}, extra
+        self.status, self.message, self.code, self.headers, self.extra = (
+            status,
+            message,
+            code,
+            headers or {},
+            extra,
+        )
 
 
 class UploadHold:
@@ -195,7 +208,9 @@ class HubState:
         return token
 
     # -- test hooks -------------------------------------------------------------------------------------
-    def fail_next_commit(self, repo_id: str, message: str = "injected failure while writing the commit") -> None:
+    def fail_next_commit(
+        self, repo_id: str, message: str = "injected failure while writing the commit"
+    ) -> None:
         with self.lock:
             self._fail_commits[repo_id] = message
 
@@ -226,7 +241,9 @@ class HubState:
         if user is None:
             raise HubError(401, "You must be authenticated to write to the Hub: no token was sent.")
         if user.role != "write":
-            raise HubError(403, "This token has read-only access; a token with the write role is needed to push.")
+            raise HubError(
+                403, "This token has read-only access; a token with the write role is needed to push."
+            )
         if not self._is_member(user, namespace):
             raise HubError(403, f"You don't have the rights to write to the namespace {namespace}.")
         return user
@@ -260,7 +277,9 @@ class HubState:
         self._counter += 1
         return hashlib.sha1(f"{self._counter}\0{time.time_ns()}\0{payload}".encode()).hexdigest()
 
-    def make_commit(self, repo: Repo, parent: str | None, files: dict[str, Entry], title: str, message: str, author: str) -> Commit:
+    def make_commit(
+        self, repo: Repo, parent: str | None, files: dict[str, Entry], title: str, message: str, author: str
+    ) -> Commit:
         listing = "\n".join(f"{p} {e.oid}" for p, e in sorted(files.items()))
         commit = Commit(
             id=self._new_commit_id(f"{parent}\0{title}\0{listing}"),
@@ -293,7 +312,11 @@ class HubState:
         with self.lock:
             if any(needle in blob for blob in (*self.blobs.values(), *self.lfs.values())):
                 return True
-            return any(secret in c.title or secret in c.message for r in self.repos.values() for c in r.commits.values())
+            return any(
+                secret in c.title or secret in c.message
+                for r in self.repos.values()
+                for c in r.commits.values()
+            )
 
 
 def _upload_mode(path: str, size: int, sample: bytes) -> str:
@@ -330,7 +353,10 @@ def validate_metadata(data: dict) -> list[str]:
         if key in data and not isinstance(data[key], str):
             errors.append(f'"{key}" must be a string')
     for key in ("tags", "datasets", "language"):
-        if key in data and not (isinstance(data[key], str) or (isinstance(data[key], list) and all(isinstance(v, str) for v in data[key]))):
+        if key in data and not (
+            isinstance(data[key], str)
+            or (isinstance(data[key], list) and all(isinstance(v, str) for v in data[key]))
+        ):
             errors.append(f'"{key}" must be a string or a list of strings')
     index = data.get("model-index")
     if index is not None:
@@ -399,7 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, INVALID_TOKEN_MESSAGE)
         return user
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, head: bool = False):
+    def _send(
+        self, status: int, body: bytes = b"", headers: dict[str, str] | None = None, *, head: bool = False
+    ):
         self.send_response(status)
         headers = dict(headers or {})
         headers.setdefault("Content-Length", str(len(body)))
@@ -409,21 +437,38 @@ class _Handler(BaseHTTPRequestHandler):
         if body and not head:
             self.wfile.write(body)
 
-    def _json(self, status: int, data: Any, headers: dict[str, str] | None = None, *, content_type="application/json"):
+    def _json(
+        self,
+        status: int,
+        data: Any,
+        headers: dict[str, str] | None = None,
+        *,
+        content_type="application/json",
+    ):
         self._send(status, json.dumps(data).encode(), {"Content-Type": content_type, **(headers or {})})
 
     def _error(self, err: HubError, *, head: bool = False):
         headers = {"Content-Type": "application/json", "X-Error-Message": err.message, **err.headers}
         if err.code:
             headers["X-Error-Code"] = err.code
-        self._send(err.status, b"" if head else json.dumps({"error": err.message, **err.extra}).encode(), headers, head=head)
+        self._send(
+            err.status,
+            b"" if head else json.dumps({"error": err.message, **err.extra}).encode(),
+            headers,
+            head=head,
+        )
 
     def _dispatch(self, method: str):
         url = urlsplit(self.path)
         # Split the raw path before unquoting so a quoted "/" inside a revision stays in its segment.
         segments = [unquote(s) for s in url.path.split("/")[1:]]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        record = {"server": self.role, "method": method, "path": unquote(url.path), "auth": "Authorization" in self.headers}
+        record = {
+            "server": self.role,
+            "method": method,
+            "path": unquote(url.path),
+            "auth": "Authorization" in self.headers,
+        }
         self.hub.state.requests.append(record)
         try:
             body = b"" if method in ("GET", "HEAD") else self._read_body()
@@ -469,16 +514,22 @@ class _ApiHandler(_Handler):
                 return self.create_repo(user, json.loads(body or b"{}"))
             if seg[:3] == ["api", "repos", "delete"] and method == "DELETE":
                 payload = json.loads(body or b"{}")
-                repo_id = f"{payload.get('organization') or (user.name if user else '')}/{payload.get('name')}"
+                repo_id = (
+                    f"{payload.get('organization') or (user.name if user else '')}/{payload.get('name')}"
+                )
                 state.writable_repo(repo_id, user)
                 del state.repos[repo_id]
                 return self._json(200, {})
             if seg[:1] == ["api"] and len(seg) >= 4:
                 if seg[1] != "models":
-                    raise HubError(404, f"this test server only hosts model repos, not {seg[1]}", "RepoNotFound")
+                    raise HubError(
+                        404, f"this test server only hosts model repos, not {seg[1]}", "RepoNotFound"
+                    )
                 return self.repo_api(method, f"{seg[2]}/{seg[3]}", seg[4:], query, body, user)
             if len(seg) >= 4 and seg[1].endswith(".git") and seg[2:5] == ["info", "lfs", "objects"]:
-                return self.lfs_api(f"{seg[0]}/{seg[1][: -len('.git')]}", seg[5:], json.loads(body or b"{}"), user)
+                return self.lfs_api(
+                    f"{seg[0]}/{seg[1][: -len('.git')]}", seg[5:], json.loads(body or b"{}"), user
+                )
             if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):
                 return self.resolve(method, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]), user)
         raise HubError(404, f"not implemented by the test Hub: {method} {self.path}")
@@ -518,7 +569,10 @@ class _ApiHandler(_Handler):
         state = self.hub.state
         if payload.get("type", "model") != "model":
             raise HubError(400, "this test server only hosts model repos")
-        name, namespace = payload.get("name") or "", payload.get("organization") or (user.name if user else None)
+        name, namespace = (
+            payload.get("name") or "",
+            payload.get("organization") or (user.name if user else None),
+        )
         if not _valid_name(name) or (namespace is not None and not _valid_name(namespace)):
             raise HubError(400, f"Invalid repo name: {namespace}/{name}")
         state.check_write(user, namespace)
@@ -530,25 +584,35 @@ class _ApiHandler(_Handler):
         self._json(200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
 
     # -- /api/models/{repo}/... -------------------------------------------------------------------------
-    def repo_api(self, method: str, repo_id: str, rest: list[str], query: dict, body: bytes, user: User | None):
+    def repo_api(
+        self, method: str, repo_id: str, rest: list[str], query: dict, body: bytes, user: User | None
+    ):
         state = self.hub.state
         repo = state.repo(repo_id, user)
         action = rest[0] if rest else ""
         if method == "GET" and action in ("", "revision"):
             commit = state.resolve(repo, rest[1] if action == "revision" else "main")
-            return self._json(200, self.model_info(repo, commit, blobs=query.get("blobs") in ("true", "True", "1")))
+            return self._json(
+                200, self.model_info(repo, commit, blobs=query.get("blobs") in ("true", "True", "1"))
+            )
         if method == "GET" and action == "refs":
-            branches = [{"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in repo.branches.items()]
+            branches = [
+                {"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in repo.branches.items()
+            ]
             return self._json(200, {"branches": branches, "converts": [], "tags": [], "pullRequests": []})
         if method == "GET" and action == "commits":
             return self._json(200, self.history(repo, state.resolve(repo, rest[1])))
         if method == "GET" and action == "tree":
             commit = state.resolve(repo, rest[1])
-            return self._json(200, self.tree(commit, "/".join(rest[2:]), query.get("recursive") in ("true", "True", "1")))
+            return self._json(
+                200, self.tree(commit, "/".join(rest[2:]), query.get("recursive") in ("true", "True", "1"))
+            )
         if method == "POST" and action == "paths-info":
             commit = state.resolve(repo, rest[1])
             form = parse_qs(body.decode())
-            return self._json(200, [info for p in form.get("paths", []) if (info := self.path_info(commit, p))])
+            return self._json(
+                200, [info for p in form.get("paths", []) if (info := self.path_info(commit, p))]
+            )
         if method == "PUT" and action == "settings":
             state.check_write(user, repo.namespace)
             payload = json.loads(body or b"{}")
@@ -578,7 +642,11 @@ class _ApiHandler(_Handler):
             if blobs:
                 sibling.update(size=entry.size, blobId=entry.oid)
                 if entry.lfs_sha256:
-                    sibling["lfs"] = {"size": entry.size, "sha256": entry.lfs_sha256, "pointerSize": entry.pointer_size}
+                    sibling["lfs"] = {
+                        "size": entry.size,
+                        "sha256": entry.lfs_sha256,
+                        "pointerSize": entry.pointer_size,
+                    }
             siblings.append(sibling)
         card, config = {}, None
         if "README.md" in commit.files:
@@ -621,7 +689,13 @@ class _ApiHandler(_Handler):
         out = []
         while True:
             out.append(
-                {"id": commit.id, "title": commit.title, "message": commit.message, "date": commit.date, "authors": [{"user": commit.author}]}
+                {
+                    "id": commit.id,
+                    "title": commit.title,
+                    "message": commit.message,
+                    "date": commit.date,
+                    "authors": [{"user": commit.author}],
+                }
             )
             if not commit.parents:
                 return out
@@ -645,7 +719,10 @@ class _ApiHandler(_Handler):
                 folders.add(prefix + "/".join(parts[:depth]))
             if recursive or len(parts) == 1:
                 out.append(entry.info(file_path))
-        out += [{"type": "directory", "oid": self._folder_oid(commit, f + "/"), "size": 0, "path": f} for f in sorted(folders)]
+        out += [
+            {"type": "directory", "oid": self._folder_oid(commit, f + "/"), "size": 0, "path": f}
+            for f in sorted(folders)
+        ]
         return out
 
     def path_info(self, commit: Commit, path: str) -> dict | None:
@@ -671,7 +748,9 @@ class _ApiHandler(_Handler):
         state = self.hub.state
         branch = revision
         if branch not in repo.branches:
-            raise HubError(404, f"Invalid rev id: {branch} (commits go to an existing branch)", "RevisionNotFound")
+            raise HubError(
+                404, f"Invalid rev id: {branch} (commits go to an existing branch)", "RevisionNotFound"
+            )
         head = repo.commits[repo.branches[branch]]
         try:
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
@@ -691,14 +770,20 @@ class _ApiHandler(_Handler):
             if not path or ".." in path.split("/"):
                 raise HubError(400, f"invalid path in commit: {path!r}")
             if key == "file":
-                content = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"].encode()
+                content = (
+                    base64.b64decode(value["content"])
+                    if value.get("encoding") == "base64"
+                    else value["content"].encode()
+                )
                 oid = git_blob_id(content)
                 new_blobs[oid] = content
                 files[path] = Entry(oid=oid, size=len(content))
             elif key == "lfsFile":
                 sha = value.get("oid")
                 if sha not in state.lfs:
-                    raise HubError(422, f"LFS object {sha} for {path} was never uploaded; upload it before committing.")
+                    raise HubError(
+                        422, f"LFS object {sha} for {path} was never uploaded; upload it before committing."
+                    )
                 size = len(state.lfs[sha])
                 if value.get("size") not in (None, size):
                     raise HubError(422, f"LFS object {sha} has size {size}, the commit says {value['size']}.")
@@ -719,11 +804,18 @@ class _ApiHandler(_Handler):
         if failure is not None:
             raise HubError(500, failure)
         state.blobs.update(new_blobs)
-        commit = state.make_commit(repo, head.id, files, header.get("summary") or "", header.get("description") or "", user.name)
+        commit = state.make_commit(
+            repo, head.id, files, header.get("summary") or "", header.get("description") or "", user.name
+        )
         repo.branches[branch] = commit.id  # the one step that makes the new snapshot visible
         self._json(
             200,
-            {"success": True, "commitOid": commit.id, "commitUrl": f"{self.hub.endpoint}/{repo.repo_id}/commit/{commit.id}", "pullRequestUrl": None},
+            {
+                "success": True,
+                "commitOid": commit.id,
+                "commitUrl": f"{self.hub.endpoint}/{repo.repo_id}/commit/{commit.id}",
+                "pullRequestUrl": None,
+            },
         )
 
     def branch(self, method: str, repo: Repo, name: str, payload: dict):
@@ -737,7 +829,11 @@ class _ApiHandler(_Handler):
             return self._json(200, {})
         if method == "DELETE":
             if name == "main" or name not in repo.branches:
-                raise HubError(400 if name == "main" else 404, f"cannot delete branch {name!r}", None if name == "main" else "RevisionNotFound")
+                raise HubError(
+                    400 if name == "main" else 404,
+                    f"cannot delete branch {name!r}",
+                    None if name == "main" else "RevisionNotFound",
+                )
             del repo.branches[name]
             return self._json(200, {})
         raise HubError(405, f"{method} is not allowed on a branch")
@@ -768,7 +864,9 @@ class _ApiHandler(_Handler):
                     "verify": {"href": f"{self.hub.endpoint}/{repo.repo_id}.git/info/lfs/objects/verify"},
                 }
             objects.append(item)
-        self._json(200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type=lfs_json)
+        self._json(
+            200, {"transfer": "basic", "objects": objects, "hash_algo": "sha256"}, content_type=lfs_json
+        )
 
     # -- downloads --------------------------------------------------------------------------------------
     def resolve(self, method: str, repo_id: str, revision: str, path: str, user: User | None):
@@ -841,7 +939,12 @@ class _CdnHandler(_Handler):
         if method in ("GET", "HEAD"):
             if ticket is None or ticket[:2] != ("download", sha) or sha not in state.lfs:
                 raise HubError(403, "download URL is not valid")
-            return _send_range(self, state.lfs[sha], {"Content-Type": "application/octet-stream", "ETag": f'"{sha}"'}, head=method == "HEAD")
+            return _send_range(
+                self,
+                state.lfs[sha],
+                {"Content-Type": "application/octet-stream", "ETag": f'"{sha}"'},
+                head=method == "HEAD",
+            )
         raise HubError(405, f"{method} is not allowed here")
 
 
@@ -867,7 +970,9 @@ class HubServer:
 
     def start(self) -> HubServer:
         for server in self._servers:
-            thread = threading.Thread(target=server.serve_forever, name=f"test-hub-{server.server_address[1]}", daemon=True)
+            thread = threading.Thread(
+                target=server.serve_forever, name=f"test-hub-{server.server_address[1]}", daemon=True
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -907,7 +1012,12 @@ def shared_hub() -> HubServer:
 
 def client_env(hub: HubServer, token: str | None = None, **extra: str) -> dict[str, str]:
     """Environment variables that point a fresh process's huggingface_hub at `hub` (read at its import)."""
-    env = {"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HUB_DISABLE_TELEMETRY": "1"}
+    env = {
+        "HF_ENDPOINT": hub.endpoint,
+        "HF_HUB_OFFLINE": "0",
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+    }
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     if token is not None:
         env["HF_TOKEN"] = token
@@ -926,7 +1036,9 @@ def use_hub(monkeypatch, hub: HubServer, token: str | None = None) -> None:
     from huggingface_hub import constants, hf_api
 
     monkeypatch.setattr(constants, "ENDPOINT", hub.endpoint)
-    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", hub.endpoint + "/{repo_id}/resolve/{revision}/{filename}"
+    )
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(hf_api.api, "endpoint", hub.endpoint)
     try:

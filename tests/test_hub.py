@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,6 @@ from safetensors.torch import save_file
 
 from tests.conftest import REPO_ROOT, subprocess_env
 from tests.hub_server import client_env, shared_hub, use_hub
-
 
 # huggingface_hub's LFS upload hands httpx2 a file as `data=`, which httpx2 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -63,7 +61,13 @@ def _inputs() -> dict[str, torch.Tensor]:
 def _save_expected(model, path: Path) -> Path:
     with torch.no_grad():
         logits = model(**_inputs()).logits
-    save_file({"logits": logits.contiguous(), "word_embeddings": model.get_input_embeddings().weight.detach().clone()}, path)
+    save_file(
+        {
+            "logits": logits.contiguous(),
+            "word_embeddings": model.get_input_embeddings().weight.detach().clone(),
+        },
+        path,
+    )
     return path
 
 
@@ -177,7 +181,9 @@ def run_client(tmp: Path, hub, token: str, steps: list[dict], *, block_package: 
     tmp.mkdir(parents=True, exist_ok=True)
     inputs = tmp / "inputs.safetensors"
     save_file(_inputs(), inputs)
-    (tmp / "spec.json").write_text(json.dumps({"block_package": block_package, "inputs": str(inputs), "steps": steps}))
+    (tmp / "spec.json").write_text(
+        json.dumps({"block_package": block_package, "inputs": str(inputs), "steps": steps})
+    )
     (tmp / "client.py").write_text(CLIENT)
     env = subprocess_env(**client_env(hub, token, HF_HOME=str(tmp / "hf-home")))
     proc = subprocess.run(
@@ -248,32 +254,58 @@ def pushed(hub, tokens, tmp_path_factory):
         model, _ = _build("recurrent_bert", seed=1)
         branch_folder = _save(model, root / "branch")
         push_output_dir(branch_folder, "alice/tiny-recurrent_bert", revision="experiment")
-        out["branch"] = {"repo": "alice/tiny-recurrent_bert", "expected": _save_expected(model, root / "expected-branch.safetensors")}
+        out["branch"] = {
+            "repo": "alice/tiny-recurrent_bert",
+            "expected": _save_expected(model, root / "expected-branch.safetensors"),
+        }
 
         # A private repo in an organization.
         model, _ = _build("bert", seed=2)
         push_output_dir(_save(model, root / "private"), "recurrent-lab/private-bert", private=True)
-        out["private"] = {"repo": "recurrent-lab/private-bert", "expected": _save_expected(model, root / "expected-private.safetensors")}
+        out["private"] = {
+            "repo": "recurrent-lab/private-bert",
+            "expected": _save_expected(model, root / "expected-private.safetensors"),
+        }
 
         # transformers' own `push_to_hub` on one of our models.
         model, _ = _build("gated_bert", seed=3)
         model.push_to_hub("alice/push-to-hub-gated")
-        out["push_to_hub"] = {"repo": "alice/push-to-hub-gated", "expected": _save_expected(model, root / "expected-p2h.safetensors")}
+        out["push_to_hub"] = {
+            "repo": "alice/push-to-hub-gated",
+            "expected": _save_expected(model, root / "expected-p2h.safetensors"),
+        }
     return out
 
 
 def _mlm_steps(pushed: dict) -> list[dict]:
     steps = [
-        {"name": f"mlm:{v}", "op": "load", "auto": "AutoModelForMaskedLM", "repo": info["repo"],
-         "kwargs": {"revision": info["commit"]}, "expected": str(info["expected"])}
+        {
+            "name": f"mlm:{v}",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": info["repo"],
+            "kwargs": {"revision": info["commit"]},
+            "expected": str(info["expected"]),
+        }
         for v, info in pushed["variants"].items()
     ]
     branch = pushed["branch"]
     steps += [
-        {"name": "branch", "op": "load", "auto": "AutoModelForMaskedLM", "repo": branch["repo"],
-         "kwargs": {"revision": "experiment"}, "expected": str(branch["expected"])},
-        {"name": "push_to_hub", "op": "load", "auto": "AutoModelForMaskedLM", "repo": pushed["push_to_hub"]["repo"],
-         "expected": str(pushed["push_to_hub"]["expected"])},
+        {
+            "name": "branch",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": branch["repo"],
+            "kwargs": {"revision": "experiment"},
+            "expected": str(branch["expected"]),
+        },
+        {
+            "name": "push_to_hub",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": pushed["push_to_hub"]["repo"],
+            "expected": str(pushed["push_to_hub"]["expected"]),
+        },
     ]
     return steps
 
@@ -286,17 +318,44 @@ def without_package(pushed, hub, tokens, tmp_path_factory):
     private = pushed["private"]
     steps = [
         *_mlm_steps(pushed),
-        {"name": "seqcls", "op": "load", "auto": "AutoModelForSequenceClassification", "repo": bert["repo"],
-         "kwargs": {"num_labels": 3, "revision": bert["commit"]}, "expected": str(bert["expected"])},
+        {
+            "name": "seqcls",
+            "op": "load",
+            "auto": "AutoModelForSequenceClassification",
+            "repo": bert["repo"],
+            "kwargs": {"num_labels": 3, "revision": bert["commit"]},
+            "expected": str(bert["expected"]),
+        },
         {"name": "save_finetuned", "op": "save", "model": "seqcls", "folder": str(tmp / "finetuned")},
         {"name": "snapshot", "op": "snapshot", "repo": bert["repo"], "revision": bert["commit"]},
-        {"name": "no_trust_remote_code", "op": "load", "auto": "AutoModelForMaskedLM", "repo": bert["repo"],
-         "kwargs": {"revision": bert["commit"], "trust_remote_code": False}},
-        {"name": "tokenizer", "op": "tokenizer", "repo": bert["repo"], "text": SENTENCE, "kwargs": {"revision": bert["commit"]}},
-        {"name": "private_anonymous", "op": "load", "auto": "AutoModelForMaskedLM", "repo": private["repo"],
-         "kwargs": {"token": False}},
-        {"name": "private", "op": "load", "auto": "AutoModelForMaskedLM", "repo": private["repo"],
-         "expected": str(private["expected"])},
+        {
+            "name": "no_trust_remote_code",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": bert["repo"],
+            "kwargs": {"revision": bert["commit"], "trust_remote_code": False},
+        },
+        {
+            "name": "tokenizer",
+            "op": "tokenizer",
+            "repo": bert["repo"],
+            "text": SENTENCE,
+            "kwargs": {"revision": bert["commit"]},
+        },
+        {
+            "name": "private_anonymous",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": private["repo"],
+            "kwargs": {"token": False},
+        },
+        {
+            "name": "private",
+            "op": "load",
+            "auto": "AutoModelForMaskedLM",
+            "repo": private["repo"],
+            "expected": str(private["expected"]),
+        },
     ]
     results = run_client(tmp, hub, tokens["alice"], steps, block_package=True)
     results["_finetuned_folder"] = tmp / "finetuned"
@@ -307,20 +366,33 @@ def without_package(pushed, hub, tokens, tmp_path_factory):
 def with_package(pushed, hub, tokens, tmp_path_factory):
     """A machine with recurrent_mlm installed, loading with trust_remote_code=True in every order."""
     bert = pushed["variants"]["bert"]
-    mlm = {"op": "load", "auto": "AutoModelForMaskedLM", "repo": bert["repo"], "expected": str(bert["expected"])}
+    mlm = {
+        "op": "load",
+        "auto": "AutoModelForMaskedLM",
+        "repo": bert["repo"],
+        "expected": str(bert["expected"]),
+    }
     steps = [
         {**mlm, "name": "remote_before_import"},  # the package is installed but not imported yet
         {"name": "import", "op": "import_package"},
         {**mlm, "name": "after_import"},
         {**mlm, "name": "remote_config_after_import", "config_from": "remote_before_import"},
-        {"name": "seqcls", "op": "load", "auto": "AutoModelForSequenceClassification", "repo": bert["repo"],
-         "kwargs": {"num_labels": 3}, "expected": str(bert["expected"])},
+        {
+            "name": "seqcls",
+            "op": "load",
+            "auto": "AutoModelForSequenceClassification",
+            "repo": bert["repo"],
+            "kwargs": {"num_labels": 3},
+            "expected": str(bert["expected"]),
+        },
         {"name": "base", "op": "load", "auto": "AutoModel", "repo": bert["repo"]},
         {**mlm, "name": "no_trust_remote_code", "kwargs": {"trust_remote_code": False}},
         {**mlm, "name": "local_config", "config_from": "after_import"},  # installed config, Hub code allowed
         *[{**s, "name": "installed-" + s["name"]} for s in _mlm_steps(pushed)],
     ]
-    return run_client(tmp_path_factory.mktemp("with-package"), hub, tokens["alice"], steps, block_package=False)
+    return run_client(
+        tmp_path_factory.mktemp("with-package"), hub, tokens["alice"], steps, block_package=False
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -342,7 +414,9 @@ def test_variant_loads_from_the_hub_with_the_package_installed(variant, pushed, 
     if variant in pushed["skipped"]:
         pytest.skip(pushed["skipped"][variant])
     result = _assert_ok(with_package[f"installed-mlm:{variant}"])
-    assert result["model_module"].startswith("recurrent_mlm."), "the installed, registered classes must be used"
+    assert result["model_module"].startswith("recurrent_mlm."), (
+        "the installed, registered classes must be used"
+    )
     assert result["logits_equal"]
 
 
@@ -351,9 +425,13 @@ def test_installed_package_and_hub_code_do_not_clash(with_package):
     assert before["model_module"].startswith("transformers_modules.") and before["logits_equal"]
     _assert_ok(with_package["import"])
     after = _assert_ok(with_package["after_import"])
-    assert after["model_module"].startswith("recurrent_mlm.") and after["config_module"].startswith("recurrent_mlm.")
+    assert after["model_module"].startswith("recurrent_mlm.") and after["config_module"].startswith(
+        "recurrent_mlm."
+    )
     assert after["logits_equal"]
-    mixed = _assert_ok(with_package["remote_config_after_import"])  # a Hub config object with the package loaded
+    mixed = _assert_ok(
+        with_package["remote_config_after_import"]
+    )  # a Hub config object with the package loaded
     assert mixed["logits_equal"]
     local = _assert_ok(with_package["local_config"])  # an installed config object with trust_remote_code=True
     assert local["model_module"].startswith("recurrent_mlm.") and local["logits_equal"]
@@ -392,11 +470,18 @@ def test_sequence_classification_from_a_pushed_mlm_without_the_package(without_p
     result = _assert_ok(without_package["seqcls"])
     assert result["shape"] == [2, 3] and result["embeddings_equal"]
     assert result["model_module"].startswith("transformers_modules.")
-    assert all(k.startswith(("classifier.", "model.pooler.")) for k in result["missing_keys"]), result["missing_keys"]
+    assert all(k.startswith(("classifier.", "model.pooler.")) for k in result["missing_keys"]), result[
+        "missing_keys"
+    ]
     # Saved again (a fine-tuned model, ready to push), the folder still carries the exact package code.
     folder = without_package["_finetuned_folder"]
     _assert_ok(without_package["save_finetuned"])
-    for name in ("configuration_recurrent_mlm.py", "modeling_recurrent_mlm.py", "recurrence.py", "recurrence_naive.py"):
+    for name in (
+        "configuration_recurrent_mlm.py",
+        "modeling_recurrent_mlm.py",
+        "recurrence.py",
+        "recurrence_naive.py",
+    ):
         assert (folder / name).read_bytes() == (PACKAGE_CODE / name).read_bytes(), name
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert auto_map["AutoModelForSequenceClassification"].endswith("RecurrentMLMForSequenceClassification")
@@ -423,7 +508,11 @@ def test_hub_code_is_byte_identical_to_the_package(pushed, hub, as_alice, tmp_pa
     from huggingface_hub import hf_hub_download
 
     info = pushed["variants"]["bert"]
-    config = json.loads(Path(hf_hub_download(info["repo"], "config.json", revision=info["commit"], cache_dir=tmp_path)).read_text())
+    config = json.loads(
+        Path(
+            hf_hub_download(info["repo"], "config.json", revision=info["commit"], cache_dir=tmp_path)
+        ).read_text()
+    )
     modules = {ref.rsplit(".", 1)[0] for ref in config["auto_map"].values()}
     assert modules == {"configuration_recurrent_mlm", "modeling_recurrent_mlm"}
     shipped = sorted(p.name for p in PACKAGE_CODE.glob("*.py") if p.name != "__init__.py")
@@ -440,7 +529,9 @@ def test_hub_code_is_self_contained():
         if path.name == "__init__.py":
             continue
         tree = ast.parse(path.read_text())
-        optional = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)}
+        optional = {
+            id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)
+        }
         for node in ast.walk(tree):
             if id(node) in optional:  # optional kernels may import anything inside `try:`
                 continue
@@ -449,11 +540,15 @@ def test_hub_code_is_self_contained():
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
                 roots = [node.module.split(".")[0]]
             elif isinstance(node, ast.ImportFrom):
-                assert node.level == 1 and node.module in shipped, f"{path.name}: relative import {node.module!r} is not shipped"
+                assert node.level == 1 and node.module in shipped, (
+                    f"{path.name}: relative import {node.module!r} is not shipped"
+                )
                 continue
             else:
                 continue
-            assert set(roots) <= allowed, f"{path.name} imports {roots}: not available where recurrent_mlm is absent"
+            assert set(roots) <= allowed, (
+                f"{path.name} imports {roots}: not available where recurrent_mlm is absent"
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -471,9 +566,16 @@ def test_only_the_model_goes_up(as_alice, hub, tmp_path):
 
     folder = _tiny_folder(tmp_path)
     litter = [
-        "checkpoint-500/model.safetensors", "checkpoint-500/optimizer.pt", "step_100/random_states_0.pkl",
-        "runs/Jan01/events.out.tfevents.1.host", "wandb/run-1/files/config.yaml", "training_args.bin",
-        "pytorch_model.bin", "train.log", ".ipynb_checkpoints/x.txt", "__pycache__/m.cpython-311.pyc",
+        "checkpoint-500/model.safetensors",
+        "checkpoint-500/optimizer.pt",
+        "step_100/random_states_0.pkl",
+        "runs/Jan01/events.out.tfevents.1.host",
+        "wandb/run-1/files/config.yaml",
+        "training_args.bin",
+        "pytorch_model.bin",
+        "train.log",
+        ".ipynb_checkpoints/x.txt",
+        "__pycache__/m.cpython-311.pyc",
     ]
     for name in litter:
         (folder / name).parent.mkdir(parents=True, exist_ok=True)
@@ -483,8 +585,16 @@ def test_only_the_model_goes_up(as_alice, hub, tmp_path):
     push_output_dir(folder, "alice/only-model")
     remote = {s.rfilename for s in HfApi().model_info("alice/only-model").siblings}
     assert remote == {
-        ".gitattributes", "README.md", "config.json", "model.safetensors", "tokenizer.json", "all_results.json",
-        "configuration_recurrent_mlm.py", "modeling_recurrent_mlm.py", "recurrence.py", "recurrence_naive.py",
+        ".gitattributes",
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "all_results.json",
+        "configuration_recurrent_mlm.py",
+        "modeling_recurrent_mlm.py",
+        "recurrence.py",
+        "recurrence_naive.py",
     }
 
 
@@ -547,8 +657,14 @@ def test_branch_push_leaves_main_alone(as_alice, hub, tmp_path):
     main_head = hub.state.head("alice/branches")
     push_output_dir(branch_folder, "alice/branches", revision="v2")
     assert hub.state.head("alice/branches") == main_head
-    assert hub.state.file("alice/branches", "model.safetensors", "v2") == (branch_folder / "model.safetensors").read_bytes()
-    assert hub.state.file("alice/branches", "model.safetensors") == (main_folder / "model.safetensors").read_bytes()
+    assert (
+        hub.state.file("alice/branches", "model.safetensors", "v2")
+        == (branch_folder / "model.safetensors").read_bytes()
+    )
+    assert (
+        hub.state.file("alice/branches", "model.safetensors")
+        == (main_folder / "model.safetensors").read_bytes()
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -617,7 +733,9 @@ def test_wrong_token_is_refused_with_a_clear_message(where, hub, monkeypatch, tm
     secret = "hf_wrong_token_0123456789abcdef"
     use_hub(monkeypatch, hub, token=secret if where == "environment" else None)
     with pytest.raises(HubPushError) as info:
-        push_output_dir(_tiny_folder(tmp_path), "alice/wrong-token", token=secret if where == "argument" else None)
+        push_output_dir(
+            _tiny_folder(tmp_path), "alice/wrong-token", token=secret if where == "argument" else None
+        )
     message = str(info.value)
     assert "401 Unauthorized" in message and "hf auth login" in message
     assert ("the token in HF_TOKEN" if where == "environment" else "the token passed to this call") in message
@@ -652,7 +770,9 @@ def test_failed_commit_keeps_the_previous_revision(as_alice, hub, tmp_path):
     with pytest.raises(HubPushError, match="answered 500.*previous revision is unchanged"):
         push_output_dir(new, "alice/failed-commit")
     assert hub.state.head("alice/failed-commit") == head
-    assert hub.state.file("alice/failed-commit", "model.safetensors") == (old / "model.safetensors").read_bytes()
+    assert (
+        hub.state.file("alice/failed-commit", "model.safetensors") == (old / "model.safetensors").read_bytes()
+    )
 
 
 def test_interrupted_upload_leaves_the_previous_revision_intact(as_alice, hub, tokens, tmp_path):
@@ -687,7 +807,9 @@ def test_interrupted_upload_leaves_the_previous_revision_intact(as_alice, hub, t
     token_file = tmp_path / "login" / "token"
     token_file.parent.mkdir()
     token_file.write_text(tokens["alice"])
-    env = subprocess_env(**client_env(hub, None, HF_HOME=str(tmp_path / "home"), HF_TOKEN_PATH=str(token_file)))
+    env = subprocess_env(
+        **client_env(hub, None, HF_HOME=str(tmp_path / "home"), HF_TOKEN_PATH=str(token_file))
+    )
     env.pop("HF_TOKEN", None)
     done = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -695,7 +817,9 @@ def test_interrupted_upload_leaves_the_previous_revision_intact(as_alice, hub, t
     assert hub.state.file(repo, "model.safetensors") == (new / "model.safetensors").read_bytes()
     assert tokens["alice"] not in done.stdout + done.stderr
     written = [p for p in (tmp_path / "home").rglob("*") if p.is_file()]
-    assert not any(tokens["alice"].encode() in p.read_bytes() for p in written), "the token was written to disk"
+    assert not any(tokens["alice"].encode() in p.read_bytes() for p in written), (
+        "the token was written to disk"
+    )
 
 
 def test_cli_reports_bad_input_in_one_line(as_alice, tmp_path, capsys):
@@ -720,8 +844,15 @@ def test_script_helpers(as_alice, tokens, hub, monkeypatch):
 
     parser = argparse.ArgumentParser()
     add_hub_arguments(parser)
-    args = parser.parse_args(["--push_to_hub", "--hub_model_id", "alice/x", "--hub_revision", "b", "--hub_private"])
-    assert (args.push_to_hub, args.hub_model_id, args.hub_revision, args.hub_private) == (True, "alice/x", "b", True)
+    args = parser.parse_args(
+        ["--push_to_hub", "--hub_model_id", "alice/x", "--hub_revision", "b", "--hub_private"]
+    )
+    assert (args.push_to_hub, args.hub_model_id, args.hub_revision, args.hub_private) == (
+        True,
+        "alice/x",
+        "b",
+        True,
+    )
     assert parser.parse_args([]).hub_private is False
     assert check_push_access("bare-name") == "alice/bare-name"
     assert "alice/bare-name" not in hub.state.repos  # a check creates nothing

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
 from tests.hub_server import GITATTRIBUTES, shared_hub, use_hub
-
 
 # huggingface_hub's LFS upload hands httpx2 a file as `data=`, which httpx2 deprecates: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>':DeprecationWarning")
@@ -75,7 +75,7 @@ def test_new_repo_has_initial_commit_with_gitattributes(api, tmp_path):
     info = api.model_info("carol/fresh")
     assert [s.rfilename for s in info.siblings] == [".gitattributes"]
     path = hf_hub_download("carol/fresh", ".gitattributes", cache_dir=tmp_path)
-    assert open(path).read() == GITATTRIBUTES
+    assert Path(path).read_text() == GITATTRIBUTES
     assert api.create_repo("carol/fresh", exist_ok=True).repo_id == "carol/fresh"
 
 
@@ -90,7 +90,7 @@ def test_commits_are_immutable_snapshots_and_branches_resolve(api, tmp_path):
     _commit(api, repo, {"notes.txt": b"branch"}, revision="exp")
 
     def read(revision):
-        return open(hf_hub_download(repo, "notes.txt", revision=revision, cache_dir=tmp_path), "rb").read()
+        return Path(hf_hub_download(repo, "notes.txt", revision=revision, cache_dir=tmp_path)).read_bytes()
 
     assert read(first) == b"one"  # by commit sha, after later commits
     assert read(second) == read("main") == b"two"
@@ -114,7 +114,7 @@ def test_lfs_goes_through_the_cdn_without_credentials(api, hub, tmp_path):
     start = len(hub.state.requests)
     _commit(api, repo, {"model.safetensors": content})
     path = hf_hub_download(repo, "model.safetensors", cache_dir=tmp_path)
-    assert open(path, "rb").read() == content
+    assert Path(path).read_bytes() == content
     cdn = [r for r in hub.state.requests[start:] if r["server"] == "cdn"]
     assert {r["method"] for r in cdn} == {"PUT", "GET"}
     assert not any(r["auth"] for r in cdn), "the token must never leave the Hub's origin"
@@ -172,12 +172,20 @@ def test_commit_rejects_missing_lfs_object_and_stale_parent(api, hub):
     headers = {**build_hf_headers(token=api.token), "Content-Type": "application/x-ndjson"}
 
     def post(*lines):
-        return get_session().post(url, content=b"".join(json.dumps(x).encode() + b"\n" for x in lines), headers=headers)
+        return get_session().post(
+            url, content=b"".join(json.dumps(x).encode() + b"\n" for x in lines), headers=headers
+        )
 
-    missing = {"key": "lfsFile", "value": {"path": "w.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 3}}
+    missing = {
+        "key": "lfsFile",
+        "value": {"path": "w.safetensors", "algo": "sha256", "oid": "0" * 64, "size": 3},
+    }
     assert post({"key": "header", "value": {"summary": "x"}}, missing).status_code == 422
     stale = {"key": "header", "value": {"summary": "x", "parentCommit": "f" * 40}}
-    regular = {"key": "file", "value": {"path": "a.txt", "content": base64.b64encode(b"a").decode(), "encoding": "base64"}}
+    regular = {
+        "key": "file",
+        "value": {"path": "a.txt", "content": base64.b64encode(b"a").decode(), "encoding": "base64"},
+    }
     assert post(stale, regular).status_code == 412
     assert api.model_info(repo).sha == head
 

@@ -65,17 +65,25 @@ def test_pretraining_card_has_hub_metadata_and_the_runs_numbers(tmp_path):
     text = path.read_text()
     meta = _front_matter(text)
     assert {k: meta[k] for k in REQUIRED_KEYS[:4]} == {
-        "license": "apache-2.0", "language": "en", "library_name": "transformers", "pipeline_tag": "fill-mask",
+        "license": "apache-2.0",
+        "language": "en",
+        "library_name": "transformers",
+        "pipeline_tag": "fill-mask",
     }
     assert {"recurrent-mlm", "recurrent-mlm-recurrent-bert", "recurrence-simple"} <= set(meta["tags"])
     assert meta["datasets"] == ["wikitext"] and "base_model" not in meta
-    assert _results(meta) == {("fill-mask", "wikitext", None, "loss"): 2.5, ("fill-mask", "wikitext", None, "accuracy"): 0.41}
+    assert _results(meta) == {
+        ("fill-mask", "wikitext", None, "loss"): 2.5,
+        ("fill-mask", "wikitext", None, "accuracy"): 0.41,
+    }
     assert validate_metadata(meta) == []
     card = ModelCard.load(path)
     assert card.data.model_name == "mini-recurrent"
     assert {r.metric_type: r.metric_value for r in card.data.eval_results} == {"loss": 2.5, "accuracy": 0.41}
     assert "| mlm_probability | 0.15 |" in text and "| learning_rate | 0.0005 |" in text
-    assert 'repo, revision = "alice/mini-recurrent", "<commit id>"' in text and "trust_remote_code=True" in text
+    assert (
+        'repo, revision = "alice/mini-recurrent", "<commit id>"' in text and "trust_remote_code=True" in text
+    )
     assert "arxiv.org/abs/2205.11588" in text
     assert "No evaluation results are published" not in text
 
@@ -96,13 +104,19 @@ def test_fine_tuning_card_names_its_base_model_and_glue_task(tmp_path):
     assert meta["base_model"] == "alice/mini-bert" and meta["pipeline_tag"] == "text-classification"
     assert meta["datasets"] == ["nyu-mll/glue"]
     assert _results(meta) == {("text-classification", "nyu-mll/glue", "rte", "accuracy"): 0.66}
-    assert "AutoModelForSequenceClassification.from_pretrained(repo, revision=revision, trust_remote_code=True)" in path.read_text()
+    assert (
+        "AutoModelForSequenceClassification.from_pretrained(repo, revision=revision, trust_remote_code=True)"
+        in path.read_text()
+    )
 
 
 def test_several_tasks_and_the_stability_summary(tmp_path):
     from recurrent_mlm.model_card import write_model_card
 
-    runs = {"rte": {"accuracy": [0.60, 0.62, 0.66, 0.50, 0.64]}, "stsb": {"eval_pearson": {"0": 0.8, "1": 0.9}}}
+    runs = {
+        "rte": {"accuracy": [0.60, 0.62, 0.66, 0.50, 0.64]},
+        "stsb": {"eval_pearson": {"0": 0.8, "1": 0.9}},
+    }
     path = write_model_card(
         tmp_path / "sweep",
         config=_config(),
@@ -133,7 +147,9 @@ def test_updating_a_card_keeps_what_the_author_wrote(tmp_path):
     from recurrent_mlm.model_card import BEGIN_MARKER, END_MARKER, write_model_card
 
     folder = tmp_path / "mini"
-    path = write_model_card(folder, config=_config(), metrics={"loss": 2.5, "accuracy": 0.41}, dataset="wikitext")
+    path = write_model_card(
+        folder, config=_config(), metrics={"loss": 2.5, "accuracy": 0.41}, dataset="wikitext"
+    )
     text = path.read_text()
     text = text.replace("license: apache-2.0", "license: mit")  # the author relicenses...
     text = text.replace("tags:\n", "widget:\n- text: The cat [MASK] on the mat.\ntags:\n- my-own-tag\n")
@@ -142,9 +158,17 @@ def test_updating_a_card_keeps_what_the_author_wrote(tmp_path):
     path.write_text(text)
 
     # ...then a later run writes the card again with new numbers for one metric and a new task.
-    write_model_card(folder, config=_config(), metrics={"accuracy": 0.45}, dataset="wikitext", training={"seed": 1})
-    write_model_card(folder, config=_config(), pipeline_tag="text-classification", metrics={"accuracy": 0.7},
-                     dataset="glue", task_name="rte")
+    write_model_card(
+        folder, config=_config(), metrics={"accuracy": 0.45}, dataset="wikitext", training={"seed": 1}
+    )
+    write_model_card(
+        folder,
+        config=_config(),
+        pipeline_tag="text-classification",
+        metrics={"accuracy": 0.7},
+        dataset="glue",
+        task_name="rte",
+    )
     updated = path.read_text()
     meta = _front_matter(updated)
     assert meta["license"] == "mit"
@@ -210,7 +234,9 @@ def test_card_is_accepted_by_the_hub(tmp_path, monkeypatch):
     use_hub(monkeypatch, hub, hub.state.add_user("erin"))
     folder = tmp_path / "carded"
     RecurrentMLMForMaskedLM(_config()).save_pretrained(folder)
-    path = write_model_card(folder, config=_config(), metrics={"accuracy": 0.41}, dataset="wikitext", repo_id="erin/carded")
+    path = write_model_card(
+        folder, config=_config(), metrics={"accuracy": 0.41}, dataset="wikitext", repo_id="erin/carded"
+    )
     ModelCard.load(path).validate()  # the client's own check, answered by the server
     push_output_dir(folder, "erin/carded")
     info = HfApi().model_info("erin/carded")
@@ -232,8 +258,14 @@ def _build_cards_module():
 def test_variant_cards_are_up_to_date():
     expected = _build_cards_module().cards()
     assert set(expected) == {"template.md", *(f"{v}.md" for v in _variants())}
-    stale = [name for name, content in expected.items() if not (CARDS / name).is_file() or (CARDS / name).read_text() != content]
-    assert not stale, f"model_cards/ is out of date ({', '.join(stale)}): run `python model_cards/build_cards.py`"
+    stale = [
+        name
+        for name, content in expected.items()
+        if not (CARDS / name).is_file() or (CARDS / name).read_text() != content
+    ]
+    assert not stale, (
+        f"model_cards/ is out of date ({', '.join(stale)}): run `python model_cards/build_cards.py`"
+    )
 
 
 @pytest.mark.parametrize("variant", _variants())
@@ -253,8 +285,15 @@ def test_variant_card_is_a_valid_hub_card(variant):
     card = ModelCard.load(path)
     assert card.data.library_name == "transformers"
     headings = [line for line in card.text.splitlines() if line.startswith("## ")]
-    for section in ("Model description", "Intended uses and limitations", "How to use", "Training data",
-                    "Training procedure", "Evaluation results", "Citation"):
+    for section in (
+        "Model description",
+        "Intended uses and limitations",
+        "How to use",
+        "Training data",
+        "Training procedure",
+        "Evaluation results",
+        "Citation",
+    ):
         assert f"## {section}" in headings, section
     assert "No evaluation results are published for this model yet" in text
     assert "revision=revision, trust_remote_code=True" in text and "arxiv.org/abs/" in text

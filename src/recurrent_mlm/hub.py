@@ -114,14 +114,20 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
     """
     folder = Path(folder)
     if not folder.is_dir():
-        raise HubPushError(f"{folder} is not a folder; pass the output folder a training script or save_pretrained wrote.")
+        raise HubPushError(
+            f"{folder} is not a folder; pass the output folder a training script or save_pretrained wrote."
+        )
     config_path = folder / "config.json"
     if not config_path.is_file():
-        raise HubPushError(f"{folder} has no config.json; push a folder written by save_pretrained (model.save_pretrained(folder)).")
+        raise HubPushError(
+            f"{folder} has no config.json; push a folder written by save_pretrained (model.save_pretrained(folder))."
+        )
     try:
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
-        raise HubPushError(f"{config_path} is not valid JSON ({err}); save the model again with save_pretrained.") from None
+        raise HubPushError(
+            f"{config_path} is not valid JSON ({err}); save the model again with save_pretrained."
+        ) from None
     files = files_to_upload(folder)
     if not any(f in files for f in ("model.safetensors", "model.safetensors.index.json")):
         raise HubPushError(
@@ -146,7 +152,11 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
 def _code_files(folder: Path, config: dict) -> set[str]:
     from transformers.dynamic_module_utils import get_relative_imports
 
-    modules = {ref.split("--")[-1].rsplit(".", 1)[0] for ref in (config.get("auto_map") or {}).values() if isinstance(ref, str)}
+    modules = {
+        ref.split("--")[-1].rsplit(".", 1)[0]
+        for ref in (config.get("auto_map") or {}).values()
+        if isinstance(ref, str)
+    }
     needed: set[str] = set()
     todo = [f"{m.replace('.', '/')}.py" for m in modules]
     while todo:
@@ -206,9 +216,18 @@ def _validate_branch(revision: str | None) -> None:
     if revision is None:
         return
     if _COMMIT_ID.fullmatch(revision):
-        raise HubPushError(f"--hub_revision {revision} looks like a commit id; pushes go to a branch: give a branch name.")
-    if not revision or revision.startswith(("/", "-", "refs/")) or any(c in revision for c in " ~^:?*[\\") or ".." in revision:
-        raise HubPushError(f"{revision!r} is not a valid branch name; use letters, digits, '-', '_', '.' or '/'.")
+        raise HubPushError(
+            f"--hub_revision {revision} looks like a commit id; pushes go to a branch: give a branch name."
+        )
+    if (
+        not revision
+        or revision.startswith(("/", "-", "refs/"))
+        or any(c in revision for c in " ~^:?*[\\")
+        or ".." in revision
+    ):
+        raise HubPushError(
+            f"{revision!r} is not a valid branch name; use letters, digits, '-', '_', '.' or '/'."
+        )
 
 
 def _explain(err: Exception, action: str, token_argument: str | None) -> HubPushError:
@@ -217,7 +236,9 @@ def _explain(err: Exception, action: str, token_argument: str | None) -> HubPush
 
     endpoint = _endpoint()
     if isinstance(err, OfflineModeIsEnabled):
-        return HubPushError(f"cannot {action}: HF_HUB_OFFLINE is set; unset it (or set HF_HUB_OFFLINE=0) to push.")
+        return HubPushError(
+            f"cannot {action}: HF_HUB_OFFLINE is set; unset it (or set HF_HUB_OFFLINE=0) to push."
+        )
     if isinstance(err, HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
         server = (err.server_message or "").strip().splitlines()
@@ -233,9 +254,13 @@ def _explain(err: Exception, action: str, token_argument: str | None) -> HubPush
                 f"cannot {action}: the Hub refused with 403 Forbidden{detail}; use a token with write access to that "
                 "namespace (a write token of the user or of a member of the organization)."
             )
-        return HubPushError(f"cannot {action}: the Hub answered {status}{detail}; the repo's previous revision is unchanged.")
+        return HubPushError(
+            f"cannot {action}: the Hub answered {status}{detail}; the repo's previous revision is unchanged."
+        )
     if _is_connection_error(err):
-        return HubPushError(f"cannot {action}: the Hub at {endpoint} is unreachable ({err}); check the network or HF_ENDPOINT.")
+        return HubPushError(
+            f"cannot {action}: the Hub at {endpoint} is unreachable ({err}); check the network or HF_ENDPOINT."
+        )
     return HubPushError(f"cannot {action}: {type(err).__name__}: {err}".splitlines()[0])
 
 
@@ -308,7 +333,10 @@ def push_output_dir(
         if revision not in (None, "main"):
             api.create_branch(repo_id, branch=revision, exist_ok=True)
         if "README.md" not in files:
-            logger.warning("%s has no model card (README.md); write one with recurrent_mlm.model_card.write_model_card.", folder)
+            logger.warning(
+                "%s has no model card (README.md); write one with recurrent_mlm.model_card.write_model_card.",
+                folder,
+            )
         info = api.upload_folder(
             repo_id=repo_id,
             folder_path=str(folder),
@@ -321,7 +349,9 @@ def push_output_dir(
         raise
     except Exception as err:  # noqa: BLE001 - every failure becomes one actionable line
         raise _explain(err, action, token) from None
-    logger.info("Pushed %d files from %s to %s (revision %s).", len(files), folder, repo_id, revision or "main")
+    logger.info(
+        "Pushed %d files from %s to %s (revision %s).", len(files), folder, repo_id, revision or "main"
+    )
     return str(getattr(info, "commit_url", info))
 
 
@@ -331,7 +361,9 @@ def _apply_visibility(api, repo_id: str, private: bool) -> None:
         logger.warning("%s was public; making it private as requested.", repo_id)
         api.update_repo_settings(repo_id, private=True)
     elif not private and is_private:
-        logger.warning("%s is private and stays private: publish it on the Hub if that is what you want.", repo_id)
+        logger.warning(
+            "%s is private and stays private: publish it on the Hub if that is what you want.", repo_id
+        )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -340,13 +372,22 @@ def _apply_visibility(api, repo_id: str, private: bool) -> None:
 def add_hub_arguments(parser: argparse.ArgumentParser, *, with_push_flag: bool = True) -> None:
     """The Hub flags shared by the training scripts and `python -m recurrent_mlm.hub push`."""
     if with_push_flag:
-        parser.add_argument("--push_to_hub", action="store_true", help="Push the output folder to the Hub at the end.")
-    parser.add_argument("--hub_model_id", type=str, default=None, help="Repo to push to: 'user-or-org/model-name'.")
+        parser.add_argument(
+            "--push_to_hub", action="store_true", help="Push the output folder to the Hub at the end."
+        )
     parser.add_argument(
-        "--hub_revision", type=str, default=None, help="Branch to push to (created from main if missing; default main)."
+        "--hub_model_id", type=str, default=None, help="Repo to push to: 'user-or-org/model-name'."
     )
     parser.add_argument(
-        "--hub_private", action="store_true", help="Create the repo private (or make an existing public repo private)."
+        "--hub_revision",
+        type=str,
+        default=None,
+        help="Branch to push to (created from main if missing; default main).",
+    )
+    parser.add_argument(
+        "--hub_private",
+        action="store_true",
+        help="Create the repo private (or make an existing public repo private).",
     )
 
 
@@ -360,8 +401,12 @@ def _parser() -> argparse.ArgumentParser:
     push = commands.add_parser("push", help="Upload an output folder.")
     push.add_argument("output_dir", help="Folder written by save_pretrained or a training script.")
     add_hub_arguments(push, with_push_flag=False)
-    push.add_argument("--commit_message", type=str, default=None, help="Commit message (default names the folder).")
-    push.add_argument("--dry_run", action="store_true", help="List the files that would be uploaded and stop.")
+    push.add_argument(
+        "--commit_message", type=str, default=None, help="Commit message (default names the folder)."
+    )
+    push.add_argument(
+        "--dry_run", action="store_true", help="List the files that would be uploaded and stop."
+    )
     return parser
 
 
@@ -376,7 +421,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(name)
             return 0
         if not args.hub_model_id:
-            raise HubPushError("--hub_model_id is required: the repo to push to, as 'user-or-org/model-name'.")
+            raise HubPushError(
+                "--hub_model_id is required: the repo to push to, as 'user-or-org/model-name'."
+            )
         url = push_output_dir(
             args.output_dir,
             args.hub_model_id,
@@ -392,9 +439,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = [
-    "HubPushError",
     "STALE_WEIGHT_PATTERNS",
     "UPLOAD_IGNORE_PATTERNS",
+    "HubPushError",
     "add_hub_arguments",
     "check_output_dir",
     "check_push_access",

@@ -403,7 +403,10 @@ def _architecture_rows(config: Any) -> list[tuple[str, str]]:
     if _field(config, "recurrence"):
         layers = _field(config, "recurrence_layers")
         rows += [
-            ("recurrence", f"`{_field(config, 'recurrence')}`, {_field(config, 'recurrence_direction') or 'per stack'}"),
+            (
+                "recurrence",
+                f"`{_field(config, 'recurrence')}`, {_field(config, 'recurrence_direction') or 'per stack'}",
+            ),
             ("recurrent width", str(_field(config, "recurrence_hidden_size"))),
             ("recurrence step (k)", str(_field(config, "recurrence_chunk_size", 1))),
             ("recurrent layers", "all" if layers is None else ", ".join(map(str, layers))),
@@ -415,7 +418,9 @@ def _architecture_rows(config: Any) -> list[tuple[str, str]]:
     ]
     parameters = _parameter_count(config)
     if parameters is not None:
-        rows.append(("parameters", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else "")))
+        rows.append(
+            ("parameters", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else ""))
+        )
     return rows
 
 
@@ -425,9 +430,11 @@ def _parameter_count(config: Any) -> int | None:
 
     try:
         if not isinstance(config, RecurrentMLMConfig):
-            config = RecurrentMLMConfig(**{k: v for k, v in dict(config).items() if k not in ("auto_map", "architectures")})
+            config = RecurrentMLMConfig(
+                **{k: v for k, v in dict(config).items() if k not in ("auto_map", "architectures")}
+            )
         return count_parameters(config)
-    except Exception:  # noqa: BLE001 - a variant not built yet, or a foreign config: the card just omits the count
+    except Exception:  # noqa: BLE001 - a variant not built yet, or a foreign config: the card omits the count
         return None
 
 
@@ -439,11 +446,20 @@ def _is_number(value: Any) -> bool:
 
 
 def _metric_key(name: str) -> str:
-    return name[len("eval_") :] if name.startswith("eval_") else name
+    return name.removeprefix("eval_")
 
 
 # Bookkeeping that training loops report next to metrics (HF-style `eval_results.json` has all of these).
-NOT_METRICS = {"epoch", "step", "global_step", "runtime", "samples", "samples_per_second", "steps_per_second", "total_flos"}
+NOT_METRICS = {
+    "epoch",
+    "step",
+    "global_step",
+    "runtime",
+    "samples",
+    "samples_per_second",
+    "steps_per_second",
+    "total_flos",
+}
 
 
 def _metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
@@ -456,7 +472,12 @@ def _metrics_of(values: Mapping[str, Any]) -> dict[str, float]:
 
 
 def _pretty(name: str) -> str:
-    special = {"mcc": "MCC", "f1": "F1", "matthews_correlation": "Matthews Correlation", "spearmanr": "Spearman"}
+    special = {
+        "mcc": "MCC",
+        "f1": "F1",
+        "matthews_correlation": "Matthews Correlation",
+        "spearmanr": "Spearman",
+    }
     return special.get(name, name.replace("_", " ").title())
 
 
@@ -471,13 +492,27 @@ def _per_task(metrics: Mapping[str, Any] | None, task_name: str | None) -> dict[
 
 def _dataset_fields(dataset: str | None, task: str | None) -> dict[str, Any]:
     if dataset in GLUE_DATASETS or (dataset is None and task is not None):
-        return dict(dataset_type="nyu-mll/glue", dataset_name=f"GLUE {task.upper()}" if task else "GLUE", dataset_config=task, dataset_split="validation")
+        return dict(
+            dataset_type="nyu-mll/glue",
+            dataset_name=f"GLUE {task.upper()}" if task else "GLUE",
+            dataset_config=task,
+            dataset_split="validation",
+        )
     name = dataset or "custom"
-    return dict(dataset_type=name, dataset_name=name if task is None else f"{name} ({task})", dataset_config=task, dataset_split="validation")
+    return dict(
+        dataset_type=name,
+        dataset_name=name if task is None else f"{name} ({task})",
+        dataset_config=task,
+        dataset_split="validation",
+    )
 
 
 def eval_results(
-    metrics: Mapping[str, Any] | None, *, pipeline_tag: str, dataset: str | None = None, task_name: str | None = None
+    metrics: Mapping[str, Any] | None,
+    *,
+    pipeline_tag: str,
+    dataset: str | None = None,
+    task_name: str | None = None,
 ) -> list[EvalResult]:
     """`EvalResult`s for the model-index: one per (task, metric) with a finite number as value."""
     out = []
@@ -499,12 +534,22 @@ def eval_results(
 def stability_summary(runs: Mapping[str, Any], task_name: str | None = None) -> str:
     """A markdown table of per-seed results: `{task: {metric: [value per seed]}}`, or `{metric: [...]}`
     for one task. Values may also be `{seed: value}` mappings. Reports n, mean ± sample std, median, range."""
-    nested = all(isinstance(v, Mapping) and all(isinstance(x, (Mapping, Sequence)) for x in v.values()) for v in runs.values())
+    nested = all(
+        isinstance(v, Mapping) and all(isinstance(x, (Mapping, Sequence)) for x in v.values())
+        for v in runs.values()
+    )
     per_task = runs if nested else {task_name: runs}
-    lines = ["| task | metric | runs | mean ± std | median | min | max |", "|---|---|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| task | metric | runs | mean ± std | median | min | max |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
     for task, metrics in per_task.items():
         for metric, values in metrics.items():
-            seeds = [float(v) for v in (values.values() if isinstance(values, Mapping) else values) if _is_number(v)]
+            seeds = [
+                float(v)
+                for v in (values.values() if isinstance(values, Mapping) else values)
+                if _is_number(v)
+            ]
             if not seeds:
                 continue
             std = statistics.stdev(seeds) if len(seeds) > 1 else 0.0
@@ -517,7 +562,11 @@ def stability_summary(runs: Mapping[str, Any], task_name: str | None = None) -> 
 
 def _format_value(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e-3 or abs(value) >= 1e5 else f"{value:.4f}".rstrip("0").rstrip(".")
+        return (
+            f"{value:.4g}"
+            if abs(value) < 1e-3 or abs(value) >= 1e5
+            else f"{value:.4f}".rstrip("0").rstrip(".")
+        )
     if isinstance(value, (list, tuple)):
         return ", ".join(_format_value(v) for v in value)
     return str(value).replace("|", "\\|").replace("\n", " ")
@@ -587,7 +636,12 @@ def render_card(
     if results:
         results_intro = "Measured by the run that wrote this card (development sets unless stated)."
         result_rows = [
-            dict(task=r.dataset_config.upper() if r.dataset_config else r.task_name, dataset=r.dataset_name, metric=r.metric_name, value=f"{r.metric_value:.4f}")
+            dict(
+                task=r.dataset_config.upper() if r.dataset_config else r.task_name,
+                dataset=r.dataset_name,
+                metric=r.metric_name,
+                value=f"{r.metric_value:.4f}",
+            )
             for r in results
         ]
     elif is_run:
@@ -613,11 +667,15 @@ def render_card(
         )
     if datasets:
         training_data = ", ".join(_dataset_link(d) for d in datasets)
-        training_data = f"{'Fine-tuned' if base_model else 'Trained'} on {training_data}" + (f", task `{task_name}`." if task_name else ".")
+        training_data = f"{'Fine-tuned' if base_model else 'Trained'} on {training_data}" + (
+            f", task `{task_name}`." if task_name else "."
+        )
     elif is_run:
         training_data = "Not recorded by the run that wrote this card."
     else:
-        training_data = "None yet: no checkpoint of this variant is published, so there is no training data to report."
+        training_data = (
+            "None yet: no checkpoint of this variant is published, so there is no training data to report."
+        )
     if isinstance(stability, Mapping):
         stability = stability_summary(stability, task_name)
     paper_keys = docs["papers"]
@@ -661,7 +719,9 @@ def _generated_block(text: str) -> str | None:
     return text[start : end + len(END_MARKER)]
 
 
-def _merge_metadata(existing: dict[str, Any], new: ModelCardData, *, keep_existing: Sequence[str]) -> ModelCardData:
+def _merge_metadata(
+    existing: dict[str, Any], new: ModelCardData, *, keep_existing: Sequence[str]
+) -> ModelCardData:
     merged = dict(existing)
     generated = new.to_dict()
     for key, value in generated.items():
@@ -726,7 +786,9 @@ def write_model_card(
     if config is None:
         config_path = output_dir / "config.json"
         if not config_path.is_file():
-            raise FileNotFoundError(f"{output_dir} has no config.json; pass config= or save the model there first.")
+            raise FileNotFoundError(
+                f"{output_dir} has no config.json; pass config= or save the model there first."
+            )
         config = json.loads(config_path.read_text())
     path = output_dir / "README.md"
     existing_card = ModelCard.load(path, ignore_metadata_errors=True) if path.is_file() else None
@@ -751,7 +813,11 @@ def write_model_card(
     if existing_card is not None:
         block = _generated_block(card.text)
         old_block = _generated_block(existing_card.text)
-        text = existing_card.text.replace(old_block, block) if old_block else existing_card.text.rstrip() + "\n\n" + block + "\n"
+        text = (
+            existing_card.text.replace(old_block, block)
+            if old_block
+            else existing_card.text.rstrip() + "\n\n" + block + "\n"
+        )
         keep = [k for k, given in (("license", license), ("language", language)) if given is None]
         data = _merge_metadata(existing_meta, card.data, keep_existing=keep)
         card = ModelCard(f"---\n{data.to_yaml()}\n---\n\n{text.lstrip(chr(10))}")
