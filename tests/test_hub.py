@@ -87,6 +87,11 @@ def _add_tokenizer(folder: Path) -> list[int] | None:
     return tokenizer(SENTENCE)["input_ids"]
 
 
+def _shipped_code() -> list[str]:
+    """models/ is the flat folder of Hub code: every module in it travels with a saved model."""
+    return sorted(p.name for p in PACKAGE_CODE.glob("*.py") if p.name != "__init__.py")
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -466,24 +471,24 @@ def test_model_push_to_hub_loads_without_the_package(without_package):
 
 
 def test_sequence_classification_from_a_pushed_mlm_without_the_package(without_package):
+    from recurrent_mlm.hub import check_output_dir
+
     # What `run_glue.py --model_name_or_path user/repo` does on a machine without the package.
     result = _assert_ok(without_package["seqcls"])
     assert result["shape"] == [2, 3] and result["embeddings_equal"]
     assert result["model_module"].startswith("transformers_modules.")
-    assert all(k.startswith(("classifier.", "model.pooler.")) for k in result["missing_keys"]), result[
-        "missing_keys"
-    ]
+    missing = result["missing_keys"]
+    assert all(k.startswith(("classifier.", "model.pooler.")) for k in missing), missing
     # Saved again (a fine-tuned model, ready to push), the folder still carries the exact package code.
     folder = without_package["_finetuned_folder"]
     _assert_ok(without_package["save_finetuned"])
-    for name in (
-        "configuration_recurrent_mlm.py",
-        "modeling_recurrent_mlm.py",
-        "recurrence.py",
-        "recurrence_naive.py",
-    ):
+    for name in _shipped_code():
         assert (folder / name).read_bytes() == (PACKAGE_CODE / name).read_bytes(), name
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
+    assert not any("--" in ref for ref in auto_map.values()), (
+        "the copy must use its own code, not the source repo's"
+    )
+    check_output_dir(folder)  # ready to push as is
     assert auto_map["AutoModelForSequenceClassification"].endswith("RecurrentMLMForSequenceClassification")
     assert auto_map["AutoModelForMaskedLM"].endswith("RecurrentMLMForMaskedLM")
 
@@ -515,19 +520,16 @@ def test_hub_code_is_byte_identical_to_the_package(pushed, hub, as_alice, tmp_pa
     )
     modules = {ref.rsplit(".", 1)[0] for ref in config["auto_map"].values()}
     assert modules == {"configuration_recurrent_mlm", "modeling_recurrent_mlm"}
-    shipped = sorted(p.name for p in PACKAGE_CODE.glob("*.py") if p.name != "__init__.py")
-    for name in shipped:
+    for name in _shipped_code():
         remote = Path(hf_hub_download(info["repo"], name, revision=info["commit"], cache_dir=tmp_path))
         assert remote.read_bytes() == (PACKAGE_CODE / name).read_bytes(), name
 
 
 def test_hub_code_is_self_contained():
     """The shipped files import only the standard library, torch, transformers and each other."""
-    shipped = {p.stem for p in PACKAGE_CODE.glob("*.py") if p.name != "__init__.py"}
+    shipped = {name[: -len(".py")] for name in _shipped_code()}
     allowed = set(sys.stdlib_module_names) | {"torch", "transformers", "__future__"}
-    for path in PACKAGE_CODE.glob("*.py"):
-        if path.name == "__init__.py":
-            continue
+    for path in (PACKAGE_CODE / name for name in _shipped_code()):
         tree = ast.parse(path.read_text())
         optional = {
             id(n) for t in ast.walk(tree) if isinstance(t, ast.Try) for b in t.body for n in ast.walk(b)
@@ -591,10 +593,7 @@ def test_only_the_model_goes_up(as_alice, hub, tmp_path):
         "model.safetensors",
         "tokenizer.json",
         "all_results.json",
-        "configuration_recurrent_mlm.py",
-        "modeling_recurrent_mlm.py",
-        "recurrence.py",
-        "recurrence_naive.py",
+        *_shipped_code(),
     }
 
 
