@@ -681,6 +681,7 @@ def _tree_digest(folder: Path) -> dict[str, str]:
         ("no_weights", "has no safetensors weights"),
         ("no_code", "lacks the model code modeling_recurrent_mlm.py"),
         ("no_auto_map", "has no auto_map"),
+        ("bad_card", "metadata block is invalid"),
         ("bad_repo_id", "is not a valid repo id"),
         ("commit_as_branch", "looks like a commit id"),
         ("bad_branch", "is not a valid branch name"),
@@ -703,6 +704,9 @@ def test_bad_input_is_refused_with_one_clear_line(case, match, as_alice, hub, tm
         config = json.loads((folder / "config.json").read_text())
         del config["auto_map"]
         (folder / "config.json").write_text(json.dumps(config))
+    elif case == "bad_card":
+        bad = "---\nmodel-index:\n- name: x\n  results:\n  - task: {}\n    metrics: []\n---\n# Card\n"
+        (folder / "README.md").write_text(bad)
     elif case == "bad_repo_id":
         repo = "alice/has space"
     elif case == "commit_as_branch":

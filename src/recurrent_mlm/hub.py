@@ -139,6 +139,8 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
             f"{config_path} has no auto_map, so the model would not load without recurrent_mlm; save it again with "
             "recurrent_mlm imported (import recurrent_mlm; model.save_pretrained(...))."
         )
+    if "README.md" in files:
+        _check_card(folder / "README.md")
     code_files = _code_files(folder, config)
     missing = sorted(f for f in code_files if f not in files)
     if missing:
@@ -149,13 +151,29 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
     return files
 
 
+def _check_card(path: Path) -> None:
+    # The Hub rejects a commit whose README metadata does not parse; catch that before creating anything.
+    from huggingface_hub import ModelCard
+
+    try:
+        ModelCard.load(path)
+    except Exception as err:  # noqa: BLE001 - YAML and model-index errors come as several types
+        # huggingface_hub suggests ignore_metadata_errors=True, which would only hide the problem from the Hub.
+        detail = " ".join(str(err).split()).split(" Pass `ignore_metadata_errors")[0].rstrip(".")
+        raise HubPushError(
+            f"{path}'s metadata block is invalid ({detail}); fix the YAML at the top of the card "
+            "(recurrent_mlm.model_card.write_model_card writes a valid one)."
+        ) from None
+
+
 def _code_files(folder: Path, config: dict) -> set[str]:
     from transformers.dynamic_module_utils import get_relative_imports
 
     modules = {
         ref.split("--")[-1].rsplit(".", 1)[0]
         for ref in (config.get("auto_map") or {}).values()
-        if isinstance(ref, str)
+        # "other/repo--module.Class" lives in another repo: transformers fetches it from there.
+        if isinstance(ref, str) and "--" not in ref
     }
     needed: set[str] = set()
     todo = [f"{m.replace('.', '/')}.py" for m in modules]
