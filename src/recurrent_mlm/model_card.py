@@ -478,6 +478,8 @@ def _pretty(name: str) -> str:
         "matthews_correlation": "Matthews Correlation",
         "spearmanr": "Spearman",
     }
+    if name.endswith("_mm"):  # MNLI's mismatched development set
+        return f"{_pretty(name[: -len('_mm')])} (mismatched)"
     return special.get(name, name.replace("_", " ").title())
 
 
@@ -491,7 +493,7 @@ def _per_task(metrics: Mapping[str, Any] | None, task_name: str | None) -> dict[
 
 
 def _dataset_fields(dataset: str | None, task: str | None) -> dict[str, Any]:
-    if dataset in GLUE_DATASETS or (dataset is None and task is not None):
+    if dataset in GLUE_DATASETS:
         return dict(
             dataset_type="nyu-mll/glue",
             dataset_name=f"GLUE {task.upper()}" if task else "GLUE",
