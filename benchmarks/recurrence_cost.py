@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from recurrent_mlm import RecurrentMLMConfig  # noqa: E402
+from recurrent_mlm.cpu import tune_cpu_allocator  # noqa: E402
 from recurrent_mlm.models.modeling_recurrent_mlm import RecurrentMLMLayer, SequenceContext  # noqa: E402
 
 
@@ -41,7 +42,10 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
     parser.add_argument("--output", default=str(ROOT / "benchmarks" / "results" / "recurrence_cost.md"),
                         help="Markdown file for the table.")
+    parser.add_argument("--no_malloc_tuning", action="store_true",
+                        help="Keep glibc's default allocator thresholds (see recurrent_mlm/cpu.py).")
     args = parser.parse_args()
+    tuned = False if args.no_malloc_tuning else tune_cpu_allocator()
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -86,7 +90,8 @@ def main() -> int:
 
     lines = [
         f"Recurrent sublayer vs BERT FFN, forward + backward, BERT-base width, CPU, {torch.get_num_threads()} "
-        f"threads, torch {torch.__version__}, {args.tokens} tokens per batch; {args.repeats} round-robin "
+        f"threads, torch {torch.__version__}, allocator tuning {'on' if tuned else 'off'}, {args.tokens} tokens "
+        f"per batch; {args.repeats} round-robin "
         "repeats, ratio of the minima (the least disturbed samples).",
         "",
         "| seq | batch | sublayer | min ms | median ms | vs FFN |",
