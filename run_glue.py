@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--train_file", help="Your own training data (.csv, .tsv, .json or .jsonl) instead of a GLUE task.")
     data.add_argument("--validation_file", help="Your own validation data (same formats); required with --train_file.")
     data.add_argument("--test_file", help="Your own unlabelled test data, predicted with --do_predict.")
-    data.add_argument("--text_columns", nargs="+", help="One or two text column names of your files (default: sentence1 sentence2, sentence, or text).")
+    data.add_argument("--text_columns", nargs="+", metavar="COLUMN", help="One or two text column names of your files (default: sentence1 sentence2, sentence, or text).")
     data.add_argument("--label_column", default="label", help="Label column name of your files.")
     data.add_argument("--label_type", choices=["auto", "classification", "regression"], default="auto", help="Treat your labels as classes or as numbers (auto: numbers if any is fractional).")
     data.add_argument("--max_seq_length", type=int, default=128, help="Tokens per example after tokenization; longer inputs are truncated and counted.")
@@ -85,16 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--max_predict_samples", type=int, help="Keep only the first N examples of each test split.")
 
     model = p.add_argument_group("model")
-    model.add_argument("--model_name_or_path", nargs="+", required=True, help="Model folder(s) or Hub id(s); several make a sweep over models.")
-    model.add_argument("--model_labels", nargs="+", help="Short names for the models in the report (default: the folder names).")
+    model.add_argument("--model_name_or_path", nargs="+", required=True, metavar="MODEL", help="Model folder(s) or Hub id(s); several make a sweep over models.")
+    model.add_argument("--model_labels", nargs="+", metavar="NAME", help="Short names for the models in the report (default: the folder names).")
     model.add_argument("--tokenizer_name", help="Tokenizer folder or Hub id, if the model folder has none.")
     model.add_argument("--trust_remote_code", action="store_true", help="Allow model code from the checkpoint (Hub models with custom code).")
     model.add_argument("--ignore_mismatched_sizes", action="store_true", help="Replace a classification head whose size does not fit the task with a fresh one.")
     model.add_argument("--dtype", choices=list(DTYPES), default="float32", help="Weight dtype to fine-tune in (float32 unless you have a reason; 'auto' keeps the checkpoint's).")
 
     train = p.add_argument_group("training")
-    train.add_argument("--learning_rate", "--learning_rates", dest="learning_rates", type=float, nargs="+", default=[2e-5], help="Peak learning rate(s); several make a sweep.")
-    train.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[42], help="Seed(s) for the head's initialisation, data order and dropout; several make a sweep.")
+    train.add_argument("--learning_rate", "--learning_rates", dest="learning_rates", type=float, nargs="+", default=[2e-5], metavar="LR", help="Peak learning rate(s); several make a sweep.")
+    train.add_argument("--seed", "--seeds", dest="seeds", type=int, nargs="+", default=[42], metavar="SEED", help="Seed(s) for the head's initialisation, data order and dropout; several make a sweep.")
     train.add_argument("--per_device_train_batch_size", type=int, default=32, help="Training batch size per process.")
     train.add_argument("--per_device_eval_batch_size", type=int, default=64, help="Evaluation batch size per process.")
     train.add_argument("--num_train_epochs", type=int, default=3, help="Passes over the training data.")
@@ -409,14 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     infos = [inspect_model(path, label, data, cfg) for path, label in zip(args.model_name_or_path, args.model_labels)]
     output_dir = Path(args.output_dir)
     models = dict(zip(args.model_labels, args.model_name_or_path))
+    # What the runs of one sweep must share for their numbers to compare (the data by content, not by path).
     spec = {
         "task": data.name,
-        "data": data.source if data.task is None else f"{data.name}",
         "data_fingerprint": data.fingerprint(),
         "num_processes": accelerator.num_processes,
         "mixed_precision": accelerator.mixed_precision,
         "do_predict": args.do_predict,
-        **{k: v for k, v in cfg.to_dict().items()},
+        **cfg.to_dict(),
     }
     if args.sweep:
         Sweep.check(output_dir, spec, models, args.overwrite_output_dir)
@@ -509,18 +509,16 @@ def run_sweep(accelerator, args, keys, infos, data, cfg, output_dir: Path, spec:
     )
     by_label = {info.label: info for info in infos}
     index = done_before
-    tokenized_for = {}
+    tokenized_label = None
     for key in pending:
         info = by_label[key.model_label]
-        if key.model_label not in tokenized_for:
-            tokenized_for.clear()  # one model's tokenized data at a time
+        if key.model_label != tokenized_label:  # the grid runs model by model: tokenize once per model
             for note in info.notes:
                 logger.warning(note)
             tokenized, notes = tokenize(data, info, accelerator)
             for note in notes:
                 logger.warning(note)
-            tokenized_for[key.model_label] = (tokenized, notes)
-        tokenized, notes = tokenized_for[key.model_label]
+            tokenized_label = key.model_label
         index += 1
         folder = sweep.begin_run(key) if accelerator.is_main_process else sweep.run_dir(key)
         accelerator.wait_for_everyone()

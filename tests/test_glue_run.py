@@ -106,6 +106,10 @@ FORMATS = {
 }
 
 
+# Options that only some formats exercise: early evaluation every N steps, keeping the best weights.
+EXTRA = {"cola": ["--eval_steps", "1"], "mrpc": ["--eval_steps", "2", "--load_best_model_at_end"]}
+
+
 @pytest.mark.parametrize("name", list(FORMATS))
 def test_every_task_format_end_to_end(name, models, tmp_path):
     from transformers import AutoModelForSequenceClassification
@@ -122,7 +126,8 @@ def test_every_task_format_end_to_end(name, models, tmp_path):
         data_args = ["--task_name", source[0], "--glue_dir", glue_dir]
     out = tmp_path / "out"
     predict = ["--do_predict"] if submissions else []
-    assert run("--model_name_or_path", models[model], *data_args, *predict, *QUICK, "--output_dir", out) == 0
+    extra = EXTRA.get(name, [])
+    assert run("--model_name_or_path", models[model], *data_args, *predict, *QUICK, *extra, "--output_dir", out) == 0
 
     result = json.loads((out / "all_results.json").read_text())
     splits = result["final"]["splits"]
@@ -133,6 +138,11 @@ def test_every_task_format_end_to_end(name, models, tmp_path):
         assert set(metrics) <= set(splits[split])
         assert ("ece" in splits[split]) != regression  # ECE beside accuracy for classification only
     assert result["train_steps"] == 3 and len(result["loss_curve"]) == 3
+    evaluated_at = {"cola": [1, 2, 3], "mrpc": [2, 3]}.get(name, [3])
+    assert [step for step, _ in result["eval_curve"]] == evaluated_at
+    scores = [score for _, score in result["eval_curve"] if score is not None]
+    if scores:  # a regression run with constant predictions has no defined score
+        assert result["best"]["score"] == max(scores)
     eval_results = json.loads((out / "eval_results.json").read_text())
     assert f"eval_{expected_splits[0]}_{metrics[0]}" in eval_results
 

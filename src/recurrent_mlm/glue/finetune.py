@@ -8,6 +8,7 @@ to its initial state, and hands everything back to the `Accelerator` (`free_memo
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import gc
 import math
@@ -71,8 +72,13 @@ class ModelInfo:
 # ----------------------------------------------------------------------------------------------------------
 # Models and tokenizers
 # ----------------------------------------------------------------------------------------------------------
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _load_error(path: str, err: Exception, what: str) -> UsageError:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    text = _first_line(err)
     if "trust_remote_code" in str(err):
         return UsageError(f"{path}: its {what} needs custom code ({text}); pass --trust_remote_code if you trust it.")
     return UsageError(f"could not load the {what} of --model_name_or_path {path}: {text}; check the path or Hub id.")
@@ -80,7 +86,6 @@ def _load_error(path: str, err: Exception, what: str) -> UsageError:
 
 def inspect_model(path: str, label: str, data: TaskData, cfg: FinetuneConfig) -> ModelInfo:
     """Load the config and tokenizer of `path` and check that its head fits the task."""
-    import transformers
     from transformers import AutoConfig, AutoTokenizer
 
     import recurrent_mlm  # noqa: F401  (registers our model type with the Auto classes)
@@ -94,8 +99,8 @@ def inspect_model(path: str, label: str, data: TaskData, cfg: FinetuneConfig) ->
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=cfg.trust_remote_code)
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(
-            f"could not load a tokenizer from {tokenizer_source} ({str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}); "
-            "save one next to the model (tokenizer.save_pretrained) or pass --tokenizer_name."
+            f"could not load a tokenizer from {tokenizer_source} ({_first_line(err)}); save one next to the model "
+            "(tokenizer.save_pretrained) or pass --tokenizer_name."
         ) from None
     if tokenizer.pad_token is None:
         raise UsageError(f"the tokenizer of {tokenizer_source} has no padding token; set one and save it, or pass --tokenizer_name.")
@@ -129,7 +134,6 @@ def inspect_model(path: str, label: str, data: TaskData, cfg: FinetuneConfig) ->
         if sorted(names) == sorted(wanted) and names != wanted:
             info.label_permutation = [names.index(n) for n in wanted]
             info.notes.append(f"using the label order of {path}: {config.id2label}")
-    del transformers
     return info
 
 
@@ -218,7 +222,7 @@ def tokenize(data: TaskData, info: ModelInfo, accelerator=None) -> tuple[dict[st
         return encoded
 
     tokenized, notes = {}, []
-    context = accelerator.main_process_first() if accelerator is not None else _null_context()
+    context = accelerator.main_process_first() if accelerator is not None else contextlib.nullcontext()
     with context:
         for split, dataset in data.splits.items():
             out = dataset.map(
@@ -236,14 +240,6 @@ def tokenize(data: TaskData, info: ModelInfo, accelerator=None) -> tuple[dict[st
                 )
             tokenized[split] = out.remove_columns("truncated")
     return tokenized, notes
-
-
-class _null_context:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 # ----------------------------------------------------------------------------------------------------------
