@@ -509,7 +509,7 @@ def run_sweep(accelerator, args, keys, infos, data, cfg, output_dir: Path, spec:
     )
     by_label = {info.label: info for info in infos}
     index = done_before
-    tokenized_label = None
+    tokenized_label = logged_loading = None
     for key in pending:
         info = by_label[key.model_label]
         if key.model_label != tokenized_label:  # the grid runs model by model: tokenize once per model
@@ -535,6 +535,9 @@ def run_sweep(accelerator, args, keys, infos, data, cfg, output_dir: Path, spec:
             tracking=args.report_to != "none",
             predict_into=folder / "predictions" if args.do_predict else None,
         )
+        if key.model_label != logged_loading:
+            logger.info(f"{info.path}: {outcome.loading}")
+            logged_loading = key.model_label
         result = run_result(key, info, data, outcome, [*data.notes, *info.notes, *notes])
         if args.save_models == "all":
             save_model(accelerator, outcome, info, folder / "model")
