@@ -397,8 +397,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING)
     logger.setLevel(logging.INFO if accelerator.is_local_main_process else logging.ERROR)
-    datasets.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process else datasets.utils.logging.set_verbosity_error()
-    transformers.utils.logging.set_verbosity_warning() if accelerator.is_local_main_process else transformers.utils.logging.set_verbosity_error()
+    level = logging.WARNING if accelerator.is_local_main_process else logging.ERROR  # one process speaks
+    datasets.utils.logging.set_verbosity(level)
+    transformers.utils.logging.set_verbosity(level)
     # In-memory maps, weight loading and saving take a moment each and repeat for every run of a sweep.
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
