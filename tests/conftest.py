@@ -12,6 +12,10 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="rmlm-hf-home-"))
+# Tiny models gain nothing from intra-op threads, and spinning OpenMP threads on a busy 2-core host cost
+# minutes: one thread, here and in every child process (set before torch is imported).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
