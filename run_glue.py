@@ -292,14 +292,6 @@ def card_metrics(result: dict) -> dict[str, float]:
     return out
 
 
-class _CardConfig:
-    """The two fields the model card reads, for models that are not ours (plain BERT, remote code)."""
-
-    def __init__(self, config):
-        self.encoder_type = getattr(config, "encoder_type", config.model_type)
-        self.recurrence = getattr(config, "recurrence", None)
-
-
 def write_card(folder: Path, model_config, result: dict, data: TaskData, args, extra: dict[str, str] | None = None) -> None:
     from recurrent_mlm.model_card import write_model_card
 
@@ -327,7 +319,7 @@ def write_card(folder: Path, model_config, result: dict, data: TaskData, args, e
     sections.update(extra or {})
     write_model_card(
         folder,
-        config=_CardConfig(model_config),
+        config=model_config,
         pipeline_tag="text-classification",
         metrics=card_metrics(result),
         dataset=HUB_DATASET if data.task is not None else None,

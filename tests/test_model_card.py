@@ -323,3 +323,15 @@ def test_variant_is_recognised_from_a_saved_config(tmp_path):
     config = json.loads(json.dumps(_config("universal_transformer").to_dict()))
     assert variant_of(config) == "universal_transformer"
     assert variant_of({"encoder_type": "recurrent", "recurrence": "gated"}) is None
+
+
+def test_card_of_a_foreign_model_does_not_claim_to_be_ours(tmp_path):
+    from transformers import BertConfig
+
+    from recurrent_mlm.model_card import write_model_card
+
+    write_model_card(tmp_path, config=BertConfig(num_hidden_layers=2), pipeline_tag="text-classification",
+                     metrics={"accuracy": 0.75}, dataset="glue", task_name="sst2")
+    text = (tmp_path / "README.md").read_text()
+    assert "custom_code" not in text and "recurrent-mlm-recurrent" not in text and "trust_remote_code" not in text
+    assert "model type | `bert`" in text and "value: 0.75" in text

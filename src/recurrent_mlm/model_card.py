@@ -207,10 +207,13 @@ huggingface_hub's ModelCard.from_template. -#}
 
 {{ begin_marker }}
 {{ summary }}
-
+{% if foreign %}
+- **Trained with:** the scripts of [recurrent-mlm]({{ repository_url }})
+{%- else %}
 - **Variant:** `{{ variant }}`{% if variant_title %} ({{ variant_title }}){% endif %}
 - **Follows:** {% for paper in papers %}[{{ paper.text }}]({{ paper.url }}){% if not loop.last %}; {% endif %}{% endfor %}
 - **Code:** [recurrent-mlm]({{ repository_url }}) (`model_type: recurrent_mlm`)
+{%- endif %}
 {%- if base_model %}
 - **Fine-tuned from:** [{{ base_model }}](https://huggingface.co/{{ base_model }})
 {%- endif %}
@@ -236,7 +239,13 @@ huggingface_hub's ModelCard.from_template. -#}
 {{ limitations }}
 
 ## How to use
+{% if foreign %}
+```python
+from transformers import {{ auto_class }}
 
+model = {{ auto_class }}.from_pretrained("{{ repo_id }}", revision="{{ revision }}")
+```
+{% else %}
 The modelling code ships with the weights, so `transformers` loads the model without `recurrent_mlm`
 installed; `trust_remote_code=True` runs that code, so pin the revision you have reviewed:
 
@@ -260,6 +269,7 @@ model = {{ auto_class }}.from_pretrained(repo, revision=revision, trust_remote_c
 
 With `recurrent_mlm` installed, `import recurrent_mlm` first and its registered classes are used instead of
 the copy in the repo (same code at the time of the push).
+{%- endif %}
 
 ## Training data
 
@@ -368,8 +378,15 @@ def variant_of(config: Any) -> str | None:
     return next((name for name, fields in VARIANTS.items() if _variant_key(fields) == key), None)
 
 
+def model_type_of(config: Any) -> str:
+    """`"recurrent_mlm"` for our configs (objects or dicts); the foreign model type (e.g. `"bert"`) otherwise."""
+    return _field(config, "model_type", None) or "recurrent_mlm"
+
+
 def variant_tags(config: Any) -> list[str]:
     """Tags that let Hub users find the model by project, variant and encoder settings."""
+    if model_type_of(config) != "recurrent_mlm":  # e.g. a plain BERT fine-tuned with run_glue.py
+        return [model_type_of(config), "recurrent-mlm-scripts"]
     variant = variant_of(config)
     tags = ["recurrent-mlm"]
     if variant:
@@ -384,6 +401,13 @@ def variant_tags(config: Any) -> list[str]:
 
 
 def _architecture_rows(config: Any) -> list[tuple[str, str]]:
+    if model_type_of(config) != "recurrent_mlm":
+        rows = [("model type", f"`{model_type_of(config)}`")]
+        for label, name in (("layers", "num_hidden_layers"), ("hidden size", "hidden_size"),
+                            ("attention heads", "num_attention_heads"), ("vocabulary", "vocab_size")):
+            if _field(config, name) is not None:
+                rows.append((label, str(_field(config, name))))
+        return rows
     rows = [
         ("encoder", f"`{_field(config, 'encoder_type', 'transformer')}`"),
         ("layers", str(_field(config, "num_hidden_layers"))),
@@ -611,8 +635,16 @@ def render_card(
     architecture_caption: str | None = None,
 ) -> ModelCard:
     """A complete card (metadata + markdown) for a model with `config`, from `CARD_TEMPLATE`."""
-    variant = variant_of(config)
-    docs = VARIANT_DOCS.get(variant) or dict(
+    variant = variant_of(config) if model_type_of(config) == "recurrent_mlm" else None
+    foreign = model_type_of(config) != "recurrent_mlm"
+    docs = dict(
+        title=None,
+        papers=["bert"] if model_type_of(config) == "bert" else [],
+        summary=f"A `{model_type_of(config)}` model trained with the recurrent-mlm scripts; its architecture is "
+        "not one of recurrent-mlm's (it loads with the transformers class of its model type).",
+        differences="Not a recurrent-mlm architecture: see the base model's card.",
+        limits="",
+    ) if foreign else VARIANT_DOCS.get(variant) or dict(
         title=None,
         papers=["recurrence", "bert"],
         summary="A recurrent-mlm encoder with a custom combination of settings (see the table below).",
@@ -689,6 +721,7 @@ def render_card(
         end_marker=END_MARKER,
         summary=docs["summary"],
         variant=variant or "custom",
+        foreign=foreign,
         variant_title=docs["title"],
         papers=[dict(text=PAPERS[k][0], url=PAPERS[k][1]) for k in paper_keys],
         repository_url=REPOSITORY_URL,
