@@ -119,10 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--save_models", choices=["none", "best", "all"], default="none", help="Sweeps: keep no model, each model's best run (best/<model>/), or every run's model.")
     out.add_argument("--max_runs", type=int, help="Sweeps: stop after N unfinished runs (e.g. one chunk per batch job); rerun to continue.")
     out.add_argument("--report_to", default="none", help="Trackers for Accelerate (tensorboard, wandb, all, or none).")
-    out.add_argument("--push_to_hub", action="store_true", help="Upload the fine-tuned model (a sweep: the best run, needs --save_models best) to the Hub.")
-    out.add_argument("--hub_model_id", help="Hub repository for --push_to_hub (default: the --output_dir folder name).")
-    out.add_argument("--hub_token", help="Hub token (default: HF_TOKEN or your saved login).")
-    out.add_argument("--hub_private_repo", action="store_true", help="Create the Hub repository as private.")
+    from recurrent_mlm.hub import add_hub_arguments
+
+    hub = p.add_argument_group("Hub (--push_to_hub uploads one run's model, or a sweep's best run with --save_models best)")
+    add_hub_arguments(hub, with_token_flag=True)
     return p
 
 
@@ -176,6 +176,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.push_to_hub and args.sweep and (args.save_models != "best" or len(args.model_name_or_path) != 1):
         raise UsageError("--push_to_hub in a sweep uploads the best run of one model: give one --model_name_or_path and --save_models best.")
     args.model_labels = model_labels(args.model_name_or_path, args.model_labels)
+    if args.push_to_hub:  # a typo in the repo id or a bad token fails now, not after training
+        from recurrent_mlm.hub import HubPushError, check_push_access
+
+        try:
+            args.hub_model_id = check_push_access(args.hub_model_id or Path(args.output_dir).resolve().name,
+                                                  token=args.hub_token)
+        except HubPushError as err:
+            raise UsageError(str(err)) from None
     return args
 
 
@@ -340,13 +348,14 @@ def save_model(accelerator, outcome: RunOutcome, info: ModelInfo, folder: Path) 
 def push(folder: Path, args, accelerator) -> None:
     if not accelerator.is_main_process:
         return
-    from recurrent_mlm.hub import push_output_dir
+    from recurrent_mlm.hub import HubPushError, push_output_dir
 
-    repo_id = args.hub_model_id or Path(args.output_dir).resolve().name
     try:
-        url = push_output_dir(folder, repo_id, token=args.hub_token, private=args.hub_private_repo or None)
-    except Exception as err:  # network, auth, permissions: the model is safe on disk either way
-        raise UsageError(f"uploading {folder} to {repo_id} failed ({type(err).__name__}: {err}); the model is saved there, push it later.") from None
+        url = push_output_dir(folder, args.hub_model_id, token=args.hub_token, revision=args.hub_revision,
+                              private=True if args.hub_private else None)
+    except HubPushError as err:  # network, auth, permissions: the model is safe on disk either way
+        raise UsageError(f"{err} The model is saved in {folder}: push it later with "
+                         f"`python -m recurrent_mlm.hub push {folder} --hub_model_id {args.hub_model_id}`.") from None
     logger.info(f"uploaded {folder} to {url}")
 
 

@@ -270,13 +270,15 @@ def test_sweep_reports_divergence_and_resumes(models, tmp_path, monkeypatch, cap
 
 
 def test_save_best_and_push(models, tmp_path, monkeypatch):
-    pushed = []
-    monkeypatch.setattr("recurrent_mlm.hub.push_output_dir", lambda folder, repo_id, **kw: pushed.append((Path(folder), repo_id)) or "url")
+    from tests.hub_server import shared_hub, use_hub
+
+    hub = shared_hub()
+    use_hub(monkeypatch, hub, hub.state.add_user("glue-user"))
     out = tmp_path / "best"
     glue_dir = _memorisable_sst2(tmp_path / "glue")
     assert run("--model_name_or_path", models["rec"], "--task_name", "sst2", "--glue_dir", glue_dir, "--learning_rates",
                "1e-3", "3e-3", "--seed", "1", "--num_train_epochs", "8", "--per_device_train_batch_size", "8",
-               "--save_models", "best", "--push_to_hub", "--hub_model_id", "me/sst2-rec", "--output_dir", out) == 0  # fmt: skip
+               "--save_models", "best", "--push_to_hub", "--hub_model_id", "sst2-rec", "--output_dir", out) == 0  # fmt: skip
     runs = [r for r in json.loads((out / "runs.json").read_text())["runs"] if not r["diverged"]]
     assert runs
     best_folder = out / "best" / "rec"
@@ -285,7 +287,11 @@ def test_save_best_and_push(models, tmp_path, monkeypatch):
     card = (best_folder / "README.md").read_text()
     assert "Stability across learning rates and seeds" in card and "rec: mean std across seeds" in card
     assert (best_folder / "config.json").exists() and (best_folder / "tokenizer.json").exists()
-    assert pushed == [(best_folder, "me/sst2-rec")]
+    from huggingface_hub import HfApi
+
+    files = set(HfApi().list_repo_files("glue-user/sst2-rec"))  # the token owner's namespace, through the real client
+    assert {"config.json", "model.safetensors", "README.md", "modeling_recurrent_mlm.py", "tokenizer.json"} <= files
+    assert not any(name.startswith(("runs/", "checkpoint")) for name in files)
 
 
 # -- bad input ------------------------------------------------------------------------------------------------------

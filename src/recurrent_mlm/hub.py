@@ -9,8 +9,9 @@ or from a shell:
         [--hub_revision v1] [--hub_private] [--commit_message "..."] [--dry_run]
 
 The token comes from the usual places, in huggingface_hub's order: `HF_TOKEN`, then the token stored by
-`hf auth login`. We never print it, log it or write it anywhere (there is deliberately no `--hub_token`
-flag: command lines end up in shell histories and `ps` listings). Every problem is reported as a
+`hf auth login`. We never print it, log it or write it anywhere (this CLI deliberately has no `--hub_token`
+flag: command lines end up in shell histories and `ps` listings; the training scripts accept one for users
+of transformers' examples, and warn about it in its help). Every problem is reported as a
 `HubPushError` whose message is one line saying what is wrong and how to fix it; the CLI prints that line
 and exits with status 1 (2 for a malformed command line).
 
@@ -387,8 +388,14 @@ def _apply_visibility(api, repo_id: str, private: bool) -> None:
 # ----------------------------------------------------------------------------------------------------------
 # Command line
 # ----------------------------------------------------------------------------------------------------------
-def add_hub_arguments(parser: argparse.ArgumentParser, *, with_push_flag: bool = True) -> None:
-    """The Hub flags shared by the training scripts and `python -m recurrent_mlm.hub push`."""
+def add_hub_arguments(
+    parser: argparse.ArgumentParser, *, with_push_flag: bool = True, with_token_flag: bool = False
+) -> None:
+    """The Hub flags shared by the training scripts and `python -m recurrent_mlm.hub push`.
+
+    `with_token_flag` adds `--hub_token` (the training scripts' users expect it, as in transformers'
+    examples); its help steers them to HF_TOKEN, which stays out of shell histories and `ps`.
+    """
     if with_push_flag:
         parser.add_argument(
             "--push_to_hub", action="store_true", help="Push the output folder to the Hub at the end."
@@ -407,6 +414,14 @@ def add_hub_arguments(parser: argparse.ArgumentParser, *, with_push_flag: bool =
         action="store_true",
         help="Create the repo private (or make an existing public repo private).",
     )
+    if with_token_flag:
+        parser.add_argument(
+            "--hub_token",
+            type=str,
+            default=None,
+            help="Hub token with write access. Prefer the HF_TOKEN variable or `hf auth login`: a token on "
+            "the command line ends up in shell histories and process listings.",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
