@@ -143,6 +143,12 @@ def test_trained_tokenizer_saves_and_reloads(tokenizer, tmp_path):
     assert reloaded.decode(ids, skip_special_tokens=True) == text.lower()
 
 
+def test_trained_vocabulary_is_numbered_in_a_fixed_order(tokenizer):
+    # The trainer numbers equal-frequency tokens in hash-map order; we renumber: specials, then sorted tokens.
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    assert tokens[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] and tokens[5:] == sorted(tokens[5:])
+
+
 def test_cased_tokenizer_keeps_case():
     cased = train_wordpiece_tokenizer(["Hello World hello world"] * 20, 60, lowercase=False, min_frequency=1)
     assert "Hello" in cased.tokenize("Hello world")

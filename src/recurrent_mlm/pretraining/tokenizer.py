@@ -42,6 +42,14 @@ def train_wordpiece_tokenizer(
         show_progress=False,
     )
     backend.train_from_iterator(texts, trainer=trainer, length=length)
+    # The trainer numbers tokens of equal frequency in hash-map order, which changes from run to run. WordPiece
+    # tokenization depends only on which tokens exist (greedy longest match), so renumbering them in a fixed
+    # order changes no tokenization and makes the same corpus give the same ids every time.
+    vocab = backend.get_vocab()
+    ordered = SPECIAL_TOKENS + sorted(token for token in vocab if token not in SPECIAL_TOKENS)
+    backend.model = models.WordPiece(
+        {token: index for index, token in enumerate(ordered)}, unk_token="[UNK]", continuing_subword_prefix="##"
+    )
     cls_id, sep_id = backend.token_to_id("[CLS]"), backend.token_to_id("[SEP]")
     backend.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]",
