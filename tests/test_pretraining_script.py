@@ -21,6 +21,7 @@ from recurrent_mlm.pretraining import checkpointing
 from recurrent_mlm.pretraining.data import file_records, resolve_data_files
 from recurrent_mlm.pretraining.recipes import demo_args
 from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer
+from recurrent_mlm.presets import VARIANTS
 from tests.conftest import FIXTURES, REPO_ROOT, subprocess_env
 
 TEXT = FIXTURES / "pretraining" / "text"
@@ -32,6 +33,7 @@ TINY = [
     "--max_position_embeddings", "128",
 ]  # fmt: skip
 NO_DROPOUT = ["--hidden_dropout_prob", "0", "--attention_probs_dropout_prob", "0"]
+ALL_VARIANTS = list(VARIANTS)
 
 
 class SimulatedKill(BaseException):
@@ -205,6 +207,21 @@ def test_resume_from_an_explicit_checkpoint_path(tmp_path, tokenizer_dir, uninte
     losses = train_losses(out)
     assert sorted(losses) == list(range(1, 13))
     assert losses[1] == pytest.approx(train_losses(uninterrupted)[1], abs=1e-6)
+
+
+@pytest.mark.parametrize("variant", ALL_VARIANTS)
+def test_every_variant_pretrains_saves_and_resumes(tmp_path, tokenizer_dir, variant):
+    """No variant is special-cased: each trains, checkpoints (tied, shared or LSTM weights), resumes exactly."""
+    out = tmp_path / "run"
+    extra = ["--lstm_max_singular_value", "1.0"] if variant == "lstm" else []  # exercises the projection
+    args = base_args(out, tokenizer_dir, "--train_file", str(WASHINGTON), "--variant", variant, *extra)
+    args += ["--max_train_steps", "2", "--checkpointing_steps", "1", "--max_eval_samples", "4", "--num_warmup_steps", "0"]
+    assert run(args) == 0
+    straight = train_losses(out)[2]
+    final = weights(out)
+    assert run([*args, "--resume_from_checkpoint", str(out / "checkpoint-1")]) == 0
+    assert train_losses(out)[2] == pytest.approx(straight, abs=1e-6)
+    assert all(torch.allclose(final[k], v, atol=1e-6) for k, v in weights(out).items())
 
 
 # ------------------------------------------------------------------------------------------------------------
