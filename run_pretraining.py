@@ -30,6 +30,7 @@ import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -631,35 +632,38 @@ def _jsonable_args(args: argparse.Namespace) -> dict[str, Any]:
 # ==========================================================================================================
 # Main
 # ==========================================================================================================
-@run_cli
-def main(argv: list[str] | None = None) -> int:
-    raw_argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(raw_argv)
+@dataclass
+class Setup:
+    """Everything a run needs, built and checked before anything is written."""
 
+    source: Any
+    data: Any
+    tokenizer: Any
+    trained_tokenizer: bool
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    train_dataloader: Any
+    eval_dataloader: Any
+    resume_path: Path | None
+    max_train_steps: int
+    steps_per_epoch: int | None
+    warmup_steps: int
+
+    @property
+    def num_epochs(self) -> int | None:
+        return None if self.steps_per_epoch is None else math.ceil(self.max_train_steps / self.steps_per_epoch)
+
+
+def make_accelerator(args: argparse.Namespace):
     from accelerate import Accelerator
-    from accelerate.utils import (
-        DataLoaderConfiguration,
-        DistributedType,
-        GradientAccumulationPlugin,
-        ProjectConfiguration,
-        TorchDynamoPlugin,
-        set_seed,
-    )
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-    from transformers import get_scheduler
-
-    from recurrent_mlm.pretraining.checkpointing import CheckpointManager, fault_point, resolve_checkpoint
-    from recurrent_mlm.pretraining.corpus import build_datasets, resolve_source
-    from recurrent_mlm.pretraining.masking import EVAL_MASK_SEED, EVAL_MLM_PROBABILITY, MLMCollator, MLMMasker
-    from recurrent_mlm.pretraining.packing import EpochSampler
-    from recurrent_mlm.pretraining.tokenizer import word_start_table
+    from accelerate.utils import DataLoaderConfiguration, GradientAccumulationPlugin, ProjectConfiguration, TorchDynamoPlugin
 
     output_dir = Path(args.output_dir)
     launched = _launched_world_size()
-    # Accumulation is counted in whole windows that we assemble ourselves (see train_step), so the plugin must
-    # not force a sync at the end of the data loader.
     accelerator = Accelerator(
+        # Accumulation is counted in whole windows that `train_step` receives, so the plugin must not force a
+        # sync at the end of the data loader.
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=args.gradient_accumulation_steps, sync_with_dataloader=False
         ),
@@ -684,8 +688,19 @@ def main(argv: list[str] | None = None) -> int:
             "data-parallel CPU processes use `accelerate launch --multi_gpu --num_processes N` (this script then "
             "uses gloo on CPU) or `torchrun --nproc_per_node N`."
         )
+    return accelerator
 
-    # ---- checks: everything below raises UsageError before anything is written --------------------------
+
+def prepare(args: argparse.Namespace, accelerator) -> Setup:
+    """Check the input, then build tokenizer, model, data, optimizer and schedule. Raises `UsageError` for bad
+    input; writes nothing (the `datasets` cache aside)."""
+    from accelerate.utils import set_seed
+    from transformers import get_scheduler
+
+    from recurrent_mlm.pretraining.checkpointing import resolve_checkpoint
+    from recurrent_mlm.pretraining.corpus import build_datasets, resolve_source
+
+    output_dir = Path(args.output_dir)
     resume_path = None
     if args.resume_from_checkpoint:
         resume_path = resolve_checkpoint(args.resume_from_checkpoint, output_dir)
@@ -715,9 +730,8 @@ def main(argv: list[str] | None = None) -> int:
             + (" or raise --max_position_embeddings." if plan.kind == "preset" else " or use a model with more positions.")
         )
     if plan.kind in ("preset", "config"):
-        plan.new_config(args.vocab_size or plan.vocab_size() or DEFAULT_VOCAB_SIZE)  # fail fast, before tokenizer training
+        plan.new_config(args.vocab_size or plan.vocab_size() or DEFAULT_VOCAB_SIZE)  # fail before training a tokenizer
     tokenizer, trained_tokenizer = obtain_tokenizer(args, accelerator, source, plan, resume_path)
-    word_start = word_start_table(tokenizer) if args.whole_word_masking else None
 
     set_seed(args.seed)  # identical initialisation on every process
     model = build_model(plan, tokenizer, args)
@@ -747,59 +761,10 @@ def main(argv: list[str] | None = None) -> int:
         "streamed" if args.streaming else f"{len(data.train):,}",
         data.info["validation_blocks"],
     )
-
-    special_ids = tokenizer.all_special_ids
-    vocab_size = model.config.vocab_size
-    train_masker = MLMMasker(
-        vocab_size=min(vocab_size, len(tokenizer)),
-        mask_token_id=tokenizer.mask_token_id,
-        special_ids=special_ids,
-        mlm_probability=args.mlm_probability,
-        mask_replace_prob=args.mask_replace_prob,
-        random_replace_prob=args.random_replace_prob,
-        whole_word_masking=args.whole_word_masking,
-        word_start=word_start,
-    )
-    eval_masker = MLMMasker(
-        vocab_size=min(vocab_size, len(tokenizer)),
-        mask_token_id=tokenizer.mask_token_id,
-        special_ids=special_ids,
-        mlm_probability=EVAL_MLM_PROBABILITY,
-    )
-    loader_kwargs = dict(num_workers=args.dataloader_num_workers, pin_memory=torch.cuda.is_available())
-    if args.streaming:
-        train_dataloader = DataLoader(
-            data.train, batch_size=args.per_device_train_batch_size, drop_last=True, collate_fn=MLMCollator(train_masker, args.seed)
-        )
-    else:
-        # The loaders get their own generators so creating an iterator never draws from the global RNG
-        # (which dropout uses): a resumed run must see the same random stream as an uninterrupted one.
-        train_dataloader = DataLoader(
-            data.train,
-            batch_size=args.per_device_train_batch_size,
-            sampler=EpochSampler(len(data.train), args.seed),
-            drop_last=True,
-            collate_fn=MLMCollator(train_masker, args.seed),
-            generator=torch.Generator().manual_seed(args.seed),
-            **loader_kwargs,
-        )
-    eval_dataloader = None
-    if data.validation is not None:
-        eval_dataloader = DataLoader(
-            data.validation,
-            batch_size=args.per_device_eval_batch_size,
-            shuffle=False,
-            collate_fn=MLMCollator(eval_masker, EVAL_MASK_SEED, fixed_epoch=0),
-            generator=torch.Generator().manual_seed(EVAL_MASK_SEED),
-            **loader_kwargs,
-        )
+    train_dataloader, eval_dataloader = build_dataloaders(args, data, tokenizer, model.config.vocab_size)
 
     raw_optimizer = build_optimizer(
-        model,
-        args.learning_rate,
-        weight_decay=args.weight_decay,
-        betas=(args.adam_beta1, args.adam_beta2),
-        eps=args.adam_epsilon,
+        model, args.learning_rate, weight_decay=args.weight_decay, betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon
     )
     if eval_dataloader is not None:
         model, optimizer, train_dataloader, eval_dataloader = accelerator.prepare(
@@ -824,235 +789,375 @@ def main(argv: list[str] | None = None) -> int:
             f"{accumulation} accumulation steps); lower the batch size or give more text."
         )
     max_train_steps = args.max_train_steps or math.ceil(args.num_train_epochs * steps_per_epoch)
-    num_epochs = None if steps_per_epoch is None else math.ceil(max_train_steps / steps_per_epoch)
     warmup_steps = args.num_warmup_steps if args.num_warmup_steps is not None else math.ceil(args.warmup_ratio * max_train_steps)
-    # Built on the raw optimizer and stepped by us once per optimizer step: the same schedule for any number
-    # of processes (a prepared scheduler would step once per process per call).
+    # Built on the raw optimizer and stepped by `train_step` once per optimizer step: the same schedule for any
+    # number of processes (a prepared scheduler steps once per process per call).
     scheduler = get_scheduler(args.lr_scheduler_type, raw_optimizer, num_warmup_steps=warmup_steps, num_training_steps=max_train_steps)
-    checkpoints = CheckpointManager(accelerator, output_dir, args.save_total_limit)
-
-    # ---- resume ------------------------------------------------------------------------------------------
-    global_step = epoch = batches_in_epoch = 0
-    tokens_seen = 0
-    if resume_path is not None:
-        state = checkpoints.load(resume_path, model=model, optimizer=optimizer, scheduler=scheduler)
-        flatten_recurrent_weights(model)
-        global_step, epoch = int(state["global_step"]), int(state["epoch"])
-        tokens_seen = int(state.get("tokens_seen", 0))
-        batches_in_epoch = _resumed_position(state, args, accelerator.num_processes)
-        logger.info("resumed from %s at step %d (epoch %d, %d batches into it)", resume_path, global_step, epoch, batches_in_epoch)
-    accelerator.wait_for_everyone()
-
-    # ---- from here on the run writes to output_dir -------------------------------------------------------
-    metrics = JsonlLogger(output_dir / METRICS_FILE)
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        if resume_path is None:
-            _remove_run_artifacts(output_dir)
-        else:
-            kept = [r for r in metrics.read() if r.get("step", 0) <= global_step]
-            atomic_write_text(metrics.path, "".join(json.dumps(r) + "\n" for r in kept))
-        atomic_write_json(output_dir / ARGS_FILE, _jsonable_args(args))
-    accelerator.wait_for_everyone()
-    num_parameters = sum(p.numel() for p in accelerator.unwrap_model(model).parameters())
-    global_batch = args.per_device_train_batch_size * accelerator.num_processes * accumulation
-    tokens_per_step = global_batch * args.max_seq_length
-    accelerator.init_trackers(
-        "run_pretraining",
-        config=_tracker_config(args, {"num_parameters": num_parameters, "max_train_steps_resolved": max_train_steps}),
-    )
-    logger.info(
-        "***** pretraining %s (%s parameters) *****\n  processes %d, global batch %d blocks (%d per process x %d "
-        "accumulation), %d tokens per step\n  %d optimizer steps%s, warmup %d, peak lr %g (%s)",
-        _describe_model(accelerator.unwrap_model(model).config),
-        f"{num_parameters:,}",
-        accelerator.num_processes,
-        global_batch,
-        args.per_device_train_batch_size,
-        accumulation,
-        tokens_per_step,
-        max_train_steps,
-        f" ({steps_per_epoch} per epoch, {num_epochs} epoch(s))" if steps_per_epoch else "",
-        warmup_steps,
-        args.learning_rate,
-        args.lr_scheduler_type,
+    return Setup(
+        source=source,
+        data=data,
+        tokenizer=tokenizer,
+        trained_tokenizer=trained_tokenizer,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        train_dataloader=train_dataloader,
+        eval_dataloader=eval_dataloader,
+        resume_path=resume_path,
+        max_train_steps=max_train_steps,
+        steps_per_epoch=steps_per_epoch,
+        warmup_steps=warmup_steps,
     )
 
-    def trainer_state() -> dict[str, Any]:
+
+def build_dataloaders(args: argparse.Namespace, data, tokenizer, model_vocab_size: int):
+    """Training loader (masking at --mlm_probability, new masks every epoch) and held-out loader (fixed 15%)."""
+    from torch.utils.data import DataLoader
+
+    from recurrent_mlm.pretraining.masking import EVAL_MASK_SEED, EVAL_MLM_PROBABILITY, MLMCollator, MLMMasker
+    from recurrent_mlm.pretraining.packing import EpochSampler
+    from recurrent_mlm.pretraining.tokenizer import word_start_table
+
+    common = dict(
+        vocab_size=min(model_vocab_size, len(tokenizer)),
+        mask_token_id=tokenizer.mask_token_id,
+        special_ids=tokenizer.all_special_ids,
+    )
+    train_masker = MLMMasker(
+        **common,
+        mlm_probability=args.mlm_probability,
+        mask_replace_prob=args.mask_replace_prob,
+        random_replace_prob=args.random_replace_prob,
+        whole_word_masking=args.whole_word_masking,
+        word_start=word_start_table(tokenizer) if args.whole_word_masking else None,
+    )
+    eval_masker = MLMMasker(**common, mlm_probability=EVAL_MLM_PROBABILITY)
+    loader_kwargs = dict(num_workers=args.dataloader_num_workers, pin_memory=torch.cuda.is_available())
+    if args.streaming:
+        train = DataLoader(
+            data.train, batch_size=args.per_device_train_batch_size, drop_last=True, collate_fn=MLMCollator(train_masker, args.seed)
+        )
+    else:
+        # The loaders get their own generators so that creating an iterator never draws from the global RNG
+        # (which dropout uses): a resumed run must see the random stream of an uninterrupted one.
+        train = DataLoader(
+            data.train,
+            batch_size=args.per_device_train_batch_size,
+            sampler=EpochSampler(len(data.train), args.seed),
+            drop_last=True,
+            collate_fn=MLMCollator(train_masker, args.seed),
+            generator=torch.Generator().manual_seed(args.seed),
+            **loader_kwargs,
+        )
+    held_out = None
+    if data.validation is not None:
+        held_out = DataLoader(
+            data.validation,
+            batch_size=args.per_device_eval_batch_size,
+            shuffle=False,
+            collate_fn=MLMCollator(eval_masker, EVAL_MASK_SEED, fixed_epoch=0),
+            generator=torch.Generator().manual_seed(EVAL_MASK_SEED),
+            **loader_kwargs,
+        )
+    return train, held_out
+
+
+class Trainer:
+    """The training loop and its bookkeeping: position, metrics, evaluation, checkpoints, final outputs."""
+
+    def __init__(self, args: argparse.Namespace, accelerator, setup: Setup, raw_argv: list[str]):
+        from recurrent_mlm.pretraining.checkpointing import CheckpointManager
+
+        self.args = args
+        self.accelerator = accelerator
+        self.setup = setup
+        self.raw_argv = raw_argv
+        self.output_dir = Path(args.output_dir)
+        self.checkpoints = CheckpointManager(accelerator, self.output_dir, args.save_total_limit)
+        self.metrics = JsonlLogger(self.output_dir / METRICS_FILE)
+        self.global_step = self.epoch = self.batches_in_epoch = self.tokens_seen = 0
+        self.last_eval: dict[str, float] | None = None
+        self.last_eval_step = -1
+        self.last_logged_loss = float("nan")
+        self.train_runtime = 0.0
+        self.accumulation = args.gradient_accumulation_steps
+        self.tokens_per_step = args.per_device_train_batch_size * accelerator.num_processes * self.accumulation * args.max_seq_length
+        self.num_parameters = sum(p.numel() for p in accelerator.unwrap_model(setup.model).parameters())
+
+    # -- start ---------------------------------------------------------------------------------------------
+    def resume(self) -> None:
+        setup = self.setup
+        if setup.resume_path is None:
+            return
+        state = self.checkpoints.load(setup.resume_path, model=setup.model, optimizer=setup.optimizer, scheduler=setup.scheduler)
+        flatten_recurrent_weights(setup.model)
+        self.global_step, self.epoch = int(state["global_step"]), int(state["epoch"])
+        self.tokens_seen = int(state.get("tokens_seen", 0))
+        self.batches_in_epoch = _resumed_position(state, self.args, self.accelerator.num_processes)
+        if state.get("max_train_steps") != setup.max_train_steps:
+            logger.warning(
+                "the checkpoint's schedule had %s steps and this run has %d: the learning-rate schedule is "
+                "recomputed for the new length.",
+                state.get("max_train_steps"),
+                setup.max_train_steps,
+            )
+        logger.info(
+            "resumed from %s at step %d (epoch %d, %d batches into it)",
+            setup.resume_path,
+            self.global_step,
+            self.epoch,
+            self.batches_in_epoch,
+        )
+
+    def begin(self) -> None:
+        """From here on the run writes to the output folder."""
+        acc, args, setup = self.accelerator, self.args, self.setup
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            if setup.resume_path is None:
+                _remove_run_artifacts(self.output_dir)
+            else:  # the steps after the checkpoint are trained again: drop their records
+                kept = [r for r in self.metrics.read() if r.get("step", 0) <= self.global_step]
+                atomic_write_text(self.metrics.path, "".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_json(self.output_dir / ARGS_FILE, _jsonable_args(args))
+        acc.wait_for_everyone()
+        acc.init_trackers(
+            "run_pretraining",
+            config=_tracker_config(args, {"num_parameters": self.num_parameters, "max_train_steps_resolved": setup.max_train_steps}),
+        )
+        global_batch = args.per_device_train_batch_size * acc.num_processes * self.accumulation
+        logger.info(
+            "***** pretraining %s (%s parameters) *****\n  processes %d, global batch %d blocks (%d per process x %d "
+            "accumulation), %d tokens per step\n  %d optimizer steps%s, warmup %d, peak lr %g (%s)",
+            _describe_model(acc.unwrap_model(setup.model).config),
+            f"{self.num_parameters:,}",
+            acc.num_processes,
+            global_batch,
+            args.per_device_train_batch_size,
+            self.accumulation,
+            self.tokens_per_step,
+            setup.max_train_steps,
+            f" ({setup.steps_per_epoch} per epoch, {setup.num_epochs} epoch(s))" if setup.steps_per_epoch else "",
+            setup.warmup_steps,
+            args.learning_rate,
+            args.lr_scheduler_type,
+        )
+
+    # -- loop ----------------------------------------------------------------------------------------------
+    def train(self) -> None:
+        from tqdm.auto import tqdm
+
+        from recurrent_mlm.pretraining.checkpointing import fault_point
+
+        acc, args, setup = self.accelerator, self.args, self.setup
+        progress = tqdm(
+            total=setup.max_train_steps,
+            initial=self.global_step,
+            desc="pretraining",
+            disable=args.disable_tqdm or not acc.is_local_main_process,
+            dynamic_ncols=True,
+        )
+        stats = _zero_stats(acc.device)
+        start = interval_start = time.perf_counter()
+        interval_steps = 0
+        setup.model.train()
+        while self.global_step < setup.max_train_steps:
+            if setup.num_epochs is not None and self.epoch >= setup.num_epochs:
+                break
+            steps_this_epoch = 0
+            for window in self._windows():
+                result = train_step(
+                    window,
+                    accelerator=acc,
+                    model=setup.model,
+                    optimizer=setup.optimizer,
+                    scheduler=setup.scheduler,
+                    max_grad_norm=args.max_grad_norm,
+                )
+                self.batches_in_epoch += self.accumulation
+                self.global_step += 1
+                self.tokens_seen += self.tokens_per_step
+                steps_this_epoch += 1
+                interval_steps += 1
+                progress.update(1)
+                for key in ("loss_sum", "correct", "count"):
+                    stats[key] += result[key]
+                stats["learning_rate"] = result["learning_rate"]
+                if result["grad_norm"] is not None:
+                    stats["grad_norm"] = result["grad_norm"]
+
+                if self.global_step % args.logging_steps == 0 or self.global_step == setup.max_train_steps:
+                    record = _log_record(acc, stats, self.global_step, self.epoch, self.tokens_seen)
+                    record["tokens_per_second"] = interval_steps * self.tokens_per_step / max(time.perf_counter() - interval_start, 1e-9)
+                    self.last_logged_loss = record["loss"]
+                    if acc.is_main_process:
+                        self.metrics.log(record)
+                    acc.log({k: v for k, v in record.items() if k != "step"}, step=self.global_step)
+                    progress.set_postfix(
+                        loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}", tok_s=f"{record['tokens_per_second']:.0f}"
+                    )
+                    stats = _zero_stats(acc.device)
+                    interval_start, interval_steps = time.perf_counter(), 0
+                if args.eval_steps and self.global_step % args.eval_steps == 0:
+                    self.evaluate()
+                    interval_start = time.perf_counter()  # tokens/s measures training only
+                if args.checkpointing_steps and self.global_step % args.checkpointing_steps == 0:
+                    self.save_checkpoint()
+                    interval_start = time.perf_counter()
+                fault_point("step_end", step=self.global_step)
+                if self.global_step >= setup.max_train_steps:
+                    break
+            if self.global_step >= setup.max_train_steps:
+                break
+            if steps_this_epoch == 0 and self.batches_in_epoch == 0:  # only a stream can be this short
+                raise UsageError(
+                    "the training data yields less than one optimizer step per epoch; give more text or lower "
+                    "--per_device_train_batch_size / --gradient_accumulation_steps."
+                )
+            self.epoch += 1
+            self.batches_in_epoch = 0
+        progress.close()
+        self.train_runtime = time.perf_counter() - start
+
+    def _windows(self):
+        """The rest of the current epoch as windows of `gradient_accumulation_steps` micro-batches; an
+        incomplete last window is dropped (like `drop_last`), so every step sees the same global batch."""
+        acc, loader = self.accelerator, self.setup.train_dataloader
+        loader.set_epoch(self.epoch)
+        if self.batches_in_epoch:  # resuming inside an epoch: the same order, minus what was trained on
+            loader = acc.skip_first_batches(loader, self.batches_in_epoch)
+            loader.set_epoch(self.epoch)
+        batches = iter(loader)
+        while True:
+            window = [batch for _, batch in zip(range(self.accumulation), batches)]
+            if len(window) < self.accumulation:
+                return
+            yield window
+
+    def evaluate(self) -> dict[str, float] | None:
+        acc = self.accelerator
+        if self.setup.eval_dataloader is None:
+            return None
+        results = evaluate(self.setup.model, self.setup.eval_dataloader, acc)
+        if acc.is_main_process:
+            self.metrics.log({"step": self.global_step, "epoch": self.epoch, **results})
+        acc.log({k: v for k, v in results.items() if k != "eval_masked_tokens"}, step=self.global_step)
+        logger.info(
+            "step %d: held-out loss %.4f, MLM accuracy %.4f, perplexity %.2f",
+            self.global_step,
+            results["eval_loss"],
+            results["eval_mlm_accuracy"],
+            results["eval_perplexity"],
+        )
+        self.last_eval, self.last_eval_step = results, self.global_step
+        return results
+
+    def trainer_state(self) -> dict[str, Any]:
+        args = self.args
         return {
-            "global_step": global_step,
-            "epoch": epoch,
-            "batches_in_epoch": batches_in_epoch,
-            "tokens_seen": tokens_seen,
-            "max_train_steps": max_train_steps,
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "batches_in_epoch": self.batches_in_epoch,
+            "tokens_seen": self.tokens_seen,
+            "max_train_steps": self.setup.max_train_steps,
             "per_device_train_batch_size": args.per_device_train_batch_size,
-            "gradient_accumulation_steps": accumulation,
+            "gradient_accumulation_steps": self.accumulation,
             "max_seq_length": args.max_seq_length,
             "seed": args.seed,
             "mlm_probability": args.mlm_probability,
         }
 
-    def run_evaluation() -> dict[str, float] | None:
-        if eval_dataloader is None:
-            return None
-        results = evaluate(model, eval_dataloader, accelerator)
-        record = {"step": global_step, "epoch": epoch, **results}
-        if accelerator.is_main_process:
-            metrics.log(record)
-        accelerator.log({k: v for k, v in results.items() if k != "eval_masked_tokens"}, step=global_step)
-        logger.info(
-            "step %d: held-out loss %.4f, MLM accuracy %.4f, perplexity %.2f",
-            global_step,
-            results["eval_loss"],
-            results["eval_mlm_accuracy"],
-            results["eval_perplexity"],
+    def save_checkpoint(self) -> Path:
+        setup = self.setup
+        return self.checkpoints.save(
+            self.global_step,
+            model=setup.model,
+            optimizer=setup.optimizer,
+            scheduler=setup.scheduler,
+            tokenizer=setup.tokenizer,
+            trainer_state=self.trainer_state(),
         )
-        return results
 
-    # ---- training loop -----------------------------------------------------------------------------------
-    progress = tqdm(
-        total=max_train_steps,
-        initial=global_step,
-        desc="pretraining",
-        disable=args.disable_tqdm or not accelerator.is_local_main_process,
-        dynamic_ncols=True,
-    )
-    window_stats = _zero_stats(accelerator.device)
-    last_eval: dict[str, float] | None = None
-    last_eval_step = -1
-    train_start = time.perf_counter()
-    interval_start, interval_steps = time.perf_counter(), 0
-    last_logged_loss = float("nan")
-    model.train()
-    while global_step < max_train_steps:
-        if num_epochs is not None and epoch >= num_epochs:
-            break
-        train_dataloader.set_epoch(epoch)
-        loader = train_dataloader
-        if batches_in_epoch:
-            loader = accelerator.skip_first_batches(train_dataloader, batches_in_epoch)
-            loader.set_epoch(epoch)
-        batches = iter(loader)
-        steps_this_epoch = 0
-        while global_step < max_train_steps:
-            window = [batch for _, batch in zip(range(accumulation), batches)]
-            if len(window) < accumulation:  # end of epoch: an incomplete window is dropped (like drop_last)
-                break
-            batches_in_epoch += accumulation
-            result = train_step(
-                window,
-                accelerator=accelerator,
-                model=model,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                max_grad_norm=args.max_grad_norm,
+    # -- end -----------------------------------------------------------------------------------------------
+    def finish(self) -> int:
+        """Final evaluation, model + tokenizer + results + plot + card, optional push. Returns the exit status."""
+        from accelerate.utils import DistributedType
+
+        acc, args, setup, output_dir = self.accelerator, self.args, self.setup, self.output_dir
+        if self.last_eval_step != self.global_step:
+            self.evaluate()
+        acc.wait_for_everyone()
+        unwrapped = acc.unwrap_model(setup.model, keep_torch_compile=False)
+        sharded = acc.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        state_dict = acc.get_state_dict(setup.model) if sharded else None  # a collective under FSDP/DeepSpeed
+        unwrapped.save_pretrained(
+            output_dir, is_main_process=acc.is_main_process, save_function=acc.save, state_dict=state_dict, safe_serialization=True
+        )
+        results: dict[str, Any] = {
+            **(self.last_eval or {}),
+            "train_loss": self.last_logged_loss,
+            "train_steps": self.global_step,
+            "train_tokens": self.tokens_seen,
+            "train_runtime_seconds": self.train_runtime,
+            "num_parameters": self.num_parameters,
+            "num_processes": acc.num_processes,
+            "corpus": setup.data.info,
+            "lines_decoded_with_replacement": setup.source.replaced_lines(),
+        }
+        if acc.is_main_process:
+            setup.tokenizer.save_pretrained(output_dir)
+            atomic_write_json(output_dir / RESULTS_FILE, results)
+            _write_plot(output_dir, self.metrics.read(), _describe_model(unwrapped.config))
+            _write_card(output_dir, unwrapped.config, args, results, setup.source.label, setup.trained_tokenizer, self.raw_argv)
+        acc.wait_for_everyone()
+        acc.end_training()  # also tears down the process group: no collective after this line
+        if not acc.is_main_process:
+            return 0
+        status = self._push() if args.push_to_hub else 0
+        summary = ""
+        if self.last_eval:
+            summary = (
+                f" (held-out loss {self.last_eval['eval_loss']:.4f}, MLM accuracy "
+                f"{self.last_eval['eval_mlm_accuracy']:.4f}, perplexity {self.last_eval['eval_perplexity']:.2f})"
             )
-            global_step += 1
-            steps_this_epoch += 1
-            tokens_seen += tokens_per_step
-            interval_steps += 1
-            progress.update(1)
-            for key in ("loss_sum", "correct", "count"):
-                window_stats[key] += result[key]
-            window_stats["learning_rate"] = result["learning_rate"]
-            if result["grad_norm"] is not None:
-                window_stats["grad_norm"] = result["grad_norm"]
+        print(f"Saved the pretrained model to {output_dir.resolve()}{summary}", flush=True)
+        return status
 
-            if global_step % args.logging_steps == 0 or global_step == max_train_steps:
-                elapsed = time.perf_counter() - interval_start
-                record = _log_record(accelerator, window_stats, global_step, epoch, tokens_seen)
-                record["tokens_per_second"] = interval_steps * tokens_per_step / max(elapsed, 1e-9)
-                last_logged_loss = record["loss"]
-                if accelerator.is_main_process:
-                    metrics.log(record)
-                accelerator.log({k: v for k, v in record.items() if k not in ("step",)}, step=global_step)
-                progress.set_postfix(
-                    loss=f"{record['loss']:.3f}", lr=f"{record['learning_rate']:.2e}", tok_s=f"{record['tokens_per_second']:.0f}"
-                )
-                window_stats = _zero_stats(accelerator.device)
-                interval_start, interval_steps = time.perf_counter(), 0
-            if args.eval_steps and global_step % args.eval_steps == 0:
-                last_eval, last_eval_step = run_evaluation(), global_step
-                interval_start = time.perf_counter()
-            if args.checkpointing_steps and global_step % args.checkpointing_steps == 0:
-                checkpoints.save(global_step, model=model, optimizer=optimizer, scheduler=scheduler, tokenizer=tokenizer, trainer_state=trainer_state())
-                interval_start = time.perf_counter()
-            fault_point("step_end", step=global_step)
-        if global_step >= max_train_steps:
-            break
-        if steps_this_epoch == 0 and batches_in_epoch == 0:
-            raise UsageError(
-                "the training data yields less than one optimizer step per epoch; give more text or lower "
-                "--per_device_train_batch_size / --gradient_accumulation_steps."
-            )
-        epoch += 1
-        batches_in_epoch = 0
-    progress.close()
-    train_runtime = time.perf_counter() - train_start
-
-    # ---- final evaluation, save, report ------------------------------------------------------------------
-    if last_eval_step != global_step:
-        last_eval = run_evaluation()
-    accelerator.wait_for_everyone()
-    unwrapped = accelerator.unwrap_model(model, keep_torch_compile=False)
-    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-    state_dict = accelerator.get_state_dict(model) if sharded else None  # a collective under FSDP/DeepSpeed
-    unwrapped.save_pretrained(
-        output_dir,
-        is_main_process=accelerator.is_main_process,
-        save_function=accelerator.save,
-        state_dict=state_dict,
-        safe_serialization=True,
-    )
-    results: dict[str, Any] = {
-        **(last_eval or {}),
-        "train_loss": last_logged_loss,
-        "train_steps": global_step,
-        "train_tokens": tokens_seen,
-        "train_runtime_seconds": train_runtime,
-        "num_parameters": num_parameters,
-        "num_processes": accelerator.num_processes,
-        "corpus": data.info,
-        "lines_decoded_with_replacement": source.replaced_lines(),
-    }
-    if accelerator.is_main_process:
-        tokenizer.save_pretrained(output_dir)
-        atomic_write_json(output_dir / RESULTS_FILE, results)
-        _write_plot(output_dir, metrics.read(), _describe_model(unwrapped.config))
-        _write_card(output_dir, unwrapped.config, args, results, source.label, trained_tokenizer, raw_argv)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # also tears down the process group: no collective after this line
-
-    status = 0
-    if args.push_to_hub and accelerator.is_main_process:
+    def _push(self) -> int:
         from recurrent_mlm.hub import push_output_dir
 
+        args = self.args
         try:
             url = push_output_dir(
-                output_dir,
+                self.output_dir,
                 args.hub_model_id,
                 token=args.hub_token,
                 revision=args.hub_revision,
                 private=args.hub_private_repo,
-                commit_message=f"Pretrained with run_pretraining.py ({global_step} steps)",
+                commit_message=f"Pretrained with run_pretraining.py ({self.global_step} steps)",
             )
-            logger.info("pushed to %s", url)
-        except Exception as err:  # the model is safe on disk; say how to retry instead of losing the run
+        except Exception as err:  # the model is safe on disk: say so and how to retry, do not lose the run
             print(
                 f"error: pushing to {args.hub_model_id} failed ({type(err).__name__}: {err}); the model is saved in "
-                f"{output_dir}; push it later with recurrent_mlm.hub.push_output_dir.",
+                f"{self.output_dir}; push it later with recurrent_mlm.hub.push_output_dir.",
                 file=sys.stderr,
             )
-            status = 1
-    if accelerator.is_main_process:
-        summary = ""
-        if last_eval:
-            summary = (
-                f" (held-out loss {last_eval['eval_loss']:.4f}, MLM accuracy {last_eval['eval_mlm_accuracy']:.4f}, "
-                f"perplexity {last_eval['eval_perplexity']:.2f})"
-            )
-        print(f"Saved the pretrained model to {output_dir.resolve()}{summary}", flush=True)
-    return status
+            return 1
+        logger.info("pushed to %s", url)
+        return 0
+
+
+@run_cli
+def main(argv: list[str] | None = None) -> int:
+    raw_argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(raw_argv)
+    accelerator = make_accelerator(args)
+    trainer = Trainer(args, accelerator, prepare(args, accelerator), raw_argv)
+    trainer.resume()
+    trainer.begin()
+    trainer.train()
+    return trainer.finish()
 
 
 def _launched_world_size() -> int:

@@ -76,6 +76,17 @@ def test_jsonl_and_csv_rows_are_documents():
     assert all(r["doc_end"] for r in json_rows)
 
 
+def test_only_newlines_end_lines(tmp_path):
+    """Form feeds (page breaks in Gutenberg texts) and U+2028 (legal inside JSON strings) do not split lines."""
+    rows = tmp_path / "rows.jsonl"
+    lines = [json.dumps({"text": "a\u2028b"}, ensure_ascii=False), json.dumps({"text": "c\fd"})]
+    rows.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert [r["text"] for r in file_records(rows)] == ["a\u2028b", "c\fd"]
+    page = tmp_path / "page.txt"
+    page.write_text("one\x0ctwo\nthree\n")
+    assert [r["text"] for r in file_records(page)] == ["one\x0ctwo\nthree"]
+
+
 def test_json_array_and_text_column(tmp_path):
     path = tmp_path / "rows.json"
     path.write_text(json.dumps([{"body": "one two"}, {"body": None}, {"body": "three"}]))

@@ -178,10 +178,8 @@ def tokenizer_training_texts(source: CorpusSource, limit: int | None = None):
                 for record in file_records(path, source.text_column):
                     yield record["text"]
         else:
-            for row in source._hub["train"]:
-                text = row[source.text_column]
-                if text and text.strip():
-                    yield text
+            for batch in source._hub["train"].iter(batch_size=1000):
+                yield from (text for text in batch[source.text_column] if text and text.strip())
 
     return itertools.islice(texts(), limit) if limit else texts()
 

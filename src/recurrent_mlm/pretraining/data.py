@@ -156,12 +156,23 @@ def decoded_lines(path: Path, stats: DecodeStats | None = None) -> Iterator[str]
             yield from _decode_chunk(carry, name, stats)
 
 
+def _split_lines(text):
+    """Split after each newline only. (`str.splitlines` also splits at form feeds, U+2028 and other
+    separators that may legally sit inside a JSON string or a CSV field.)"""
+    newline = "\n" if isinstance(text, str) else b"\n"
+    parts = text.split(newline)
+    lines = [part + newline for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
 def _decode_chunk(chunk: bytes, name: str, stats: DecodeStats | None) -> Iterator[str]:
     try:
-        lines = chunk.decode("utf-8").splitlines(keepends=True)
+        lines = _split_lines(chunk.decode("utf-8"))
     except UnicodeDecodeError:
         lines = []
-        for raw in chunk.splitlines(keepends=True):
+        for raw in _split_lines(chunk):
             try:
                 lines.append(raw.decode("utf-8"))
             except UnicodeDecodeError:

@@ -30,7 +30,6 @@ def demo_args(
         "--max_seq_length", "128",
         "--per_device_train_batch_size", "16",
         "--learning_rate", "1e-3",
-        "--warmup_ratio", "0.06",
         "--max_train_steps", str(max_train_steps),
         "--logging_steps", "10",
         "--eval_steps", str(eval_steps),
