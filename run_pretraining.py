@@ -1084,6 +1084,8 @@ class Trainer:
         """Final evaluation, model + tokenizer + results + plot + card, optional push. Returns the exit status."""
         from accelerate.utils import DistributedType
 
+        from recurrent_mlm.pretraining.checkpointing import apply_umask
+
         acc, args, setup, output_dir = self.accelerator, self.args, self.setup, self.output_dir
         if self.last_eval_step != self.global_step:
             self.evaluate()
@@ -1110,6 +1112,7 @@ class Trainer:
             atomic_write_json(output_dir / RESULTS_FILE, results)
             _write_plot(output_dir, self.metrics.read(), _describe_model(unwrapped.config))
             _write_card(output_dir, unwrapped.config, args, results, setup.source.label, setup.trained_tokenizer, self.raw_argv)
+            apply_umask(output_dir, recursive=False)
         acc.wait_for_everyone()
         acc.end_training()  # also tears down the process group: no collective after this line
         if not acc.is_main_process:

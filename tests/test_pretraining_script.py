@@ -7,6 +7,7 @@ Most runs call `run_pretraining.main` in this process (no interpreter start-up);
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -125,6 +126,10 @@ def test_end_to_end_outputs(tmp_path, caplog):
     assert config["auto_map"]["AutoModelForMaskedLM"].endswith("RecurrentMLMForMaskedLM")
     assert list((out / "runs").rglob("events.out.tfevents.*"))
     assert (out / "training_curves.png").stat().st_size > 10_000
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "all_results.json", "checkpoint-6/optimizer.safetensors"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name  # not 0600 from temp-file writes
 
     records = metrics(out)
     assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]

@@ -190,6 +190,17 @@ def read_trainer_state(path: Path) -> dict[str, Any]:
     return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
 
 
+def apply_umask(folder: Path, recursive: bool = True) -> None:
+    """Give files written through a temporary file (safetensors, atomic JSON writes: created 0600 by
+    `mkstemp`) the permissions of an ordinary new file, so collaborators on a shared cluster can read them."""
+    umask = os.umask(0)
+    os.umask(umask)
+    wanted = 0o666 & ~umask
+    for path in folder.rglob("*") if recursive else folder.iterdir():
+        if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o600 and wanted != 0o600:
+            os.chmod(path, wanted)
+
+
 def _fsync_tree(folder: Path) -> None:
     for path in sorted(folder.rglob("*")):
         if path.is_file():
@@ -291,6 +302,7 @@ class CheckpointManager:
             tokenizer.save_pretrained(tmp)
             state = {**trainer_state, "format": self.format, "world_size": acc.num_processes}
             atomic_write_json(tmp / STATE_FILE, state)
+            apply_umask(tmp)
             _fsync_tree(tmp)
             fault_point("checkpoint_before_rename", step=step, folder=tmp)
             if final.exists():  # re-saving a step (a run resumed from an earlier checkpoint)
@@ -352,6 +364,7 @@ __all__ = [
     "CHECKPOINT_PREFIX",
     "STATE_FILE",
     "CheckpointManager",
+    "apply_umask",
     "capture_rng_state",
     "fault_point",
     "join_tensors",
