@@ -247,7 +247,8 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenize
     args = base_args(two, None, *EQUIVALENCE_ARGS, "--vocab_size", "300")  # the tokenizer is trained and broadcast
     done = subprocess.run(
         [*launch, str(REPO_ROOT / "run_pretraining.py"), *args, "--per_device_train_batch_size", "4"],
-        env=subprocess_env(OMP_NUM_THREADS="1"),
+        # CPU processes even on a GPU machine (the comparison is on CPU, with gloo).
+        env=subprocess_env(OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1", CUDA_VISIBLE_DEVICES=""),
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
