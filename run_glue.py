@@ -385,6 +385,9 @@ def _num(value) -> str:
 @run_cli
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from recurrent_mlm.cpu import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large CPU temporaries are reused, not page-faulted in every step (RMLM_MALLOC_TUNING=0 to skip)
 
     import datasets
     import transformers

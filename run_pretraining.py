@@ -199,12 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--report_to", nargs="+", default=["none"], help="Accelerate trackers: tensorboard, wandb, ..., all, or none. Metrics always go to metrics.jsonl.")
     g.add_argument("--disable_tqdm", action="store_true", help="No progress bar.")
 
-    g = p.add_argument_group("hub")
-    g.add_argument("--push_to_hub", action="store_true", help="Upload the final model folder (no checkpoints or logs) to the Hub.")
-    g.add_argument("--hub_model_id", help="Repository to push to, e.g. user/recurrent-bert-mini.")
-    g.add_argument("--hub_token", help="Hub token (default: HF_TOKEN or the stored login).")
-    g.add_argument("--hub_private_repo", action="store_true", help="Create the repository as private.")
-    g.add_argument("--hub_revision", help="Branch to push to (created if missing).")
+    from recurrent_mlm.hub import add_hub_arguments
+
+    add_hub_arguments(p.add_argument_group("hub (--push_to_hub uploads the final folder; no checkpoints or logs)"),
+                      with_token_flag=True)
     return p
 
 
@@ -272,6 +270,12 @@ def _check_args(args: argparse.Namespace) -> None:
             raise UsageError("--push_to_hub needs --hub_model_id (e.g. your-name/recurrent-bert-mini).")
         if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
             raise UsageError("--push_to_hub with HF_HUB_OFFLINE set would fail after training; unset it or drop --push_to_hub.")
+        from recurrent_mlm.hub import HubPushError, check_push_access
+
+        try:  # a typo in the repo id or a bad token fails now, not after training
+            args.hub_model_id = check_push_access(args.hub_model_id, token=args.hub_token)
+        except HubPushError as err:
+            raise UsageError(str(err)) from None
     args.report_to = _check_trackers(args.report_to)
 
 
@@ -1128,7 +1132,7 @@ class Trainer:
         return status
 
     def _push(self) -> int:
-        from recurrent_mlm.hub import push_output_dir
+        from recurrent_mlm.hub import HubPushError, push_output_dir
 
         args = self.args
         try:
@@ -1137,13 +1141,13 @@ class Trainer:
                 args.hub_model_id,
                 token=args.hub_token,
                 revision=args.hub_revision,
-                private=args.hub_private_repo,
+                private=True if args.hub_private else None,
                 commit_message=f"Pretrained with run_pretraining.py ({self.global_step} steps)",
             )
-        except Exception as err:  # the model is safe on disk: say so and how to retry, do not lose the run
+        except HubPushError as err:  # the model is safe on disk: say so and how to retry, do not lose the run
             print(
-                f"error: pushing to {args.hub_model_id} failed ({type(err).__name__}: {err}); the model is saved in "
-                f"{self.output_dir}; push it later with recurrent_mlm.hub.push_output_dir.",
+                f"error: {err} The model is saved in {self.output_dir}: push it later with "
+                f"`python -m recurrent_mlm.hub push {self.output_dir} --hub_model_id {args.hub_model_id}`.",
                 file=sys.stderr,
             )
             return 1
@@ -1155,6 +1159,9 @@ class Trainer:
 def main(argv: list[str] | None = None) -> int:
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw_argv)
+    from recurrent_mlm.cpu import tune_cpu_allocator
+
+    tune_cpu_allocator()  # large CPU temporaries are reused, not page-faulted in every step (RMLM_MALLOC_TUNING=0 to skip)
     accelerator = make_accelerator(args)
     trainer = Trainer(args, accelerator, prepare(args, accelerator), raw_argv)
     trainer.resume()

@@ -147,6 +147,9 @@ def main(argv=None) -> int:
     if BASELINE not in args.variants:
         p.error(f"--variants must include {BASELINE!r} (the baseline of the ratios).")
 
+    from recurrent_mlm.cpu import tune_cpu_allocator
+
+    tuned = tune_cpu_allocator()  # every model in this run alike (RMLM_MALLOC_TUNING=0 to compare without)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
@@ -205,6 +208,7 @@ def main(argv=None) -> int:
         "device": str(device),
         "dtype": args.dtype,
         "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "malloc_tuning": tuned,
         "attn_implementation": args.attn_implementation,
         "rounds": args.rounds,
         "statistic": args.statistic,
@@ -230,6 +234,7 @@ def render(records, setup) -> str:
         f"Training throughput, `{setup['size']}` size, vocab {setup['vocab_size']}, batch {setup['batch_size']} x "
         f"seq {setup['seq_len']}, {setup['device']} {setup['dtype']}"
         + (f", {setup['threads']} threads" if setup["threads"] else "")
+        + (", glibc allocator tuning on" if setup.get("malloc_tuning") else "")
         + f", attention {setup['attn_implementation']}; {setup['rounds']} interleaved rounds of "
         f"{setup['steps_per_round']} steps, ratios from the {setup['statistic']} step time of each model "
         f"(torch {setup['torch']}, {setup['date']})."

@@ -382,3 +382,20 @@ def test_two_processes_gather_every_example_once(models, tmp_path):
     assert two["final"]["splits"]["validation"]["accuracy"] == one["final"]["splits"]["validation"]["accuracy"]
     assert two["final"]["splits"]["validation"]["ece"] == pytest.approx(one["final"]["splits"]["validation"]["ece"], abs=1e-6)
     assert (tmp_path / "two" / "predictions" / "MRPC.tsv").read_text() == (tmp_path / "one" / "predictions" / "MRPC.tsv").read_text()
+
+
+def test_fine_tunes_a_model_pulled_from_the_hub(models, tmp_path, monkeypatch):
+    """`--model_name_or_path user/repo`: a pushed pretraining folder, downloaded by transformers from the local
+    Hub server, fine-tuned, and the card names it as the base model."""
+    from recurrent_mlm.hub import push_output_dir
+    from tests.hub_server import shared_hub, use_hub
+
+    hub = shared_hub()
+    use_hub(monkeypatch, hub, hub.state.add_user("alice"))
+    push_output_dir(models["rec"], "alice/tiny-rec")
+    out = tmp_path / "from-hub"
+    assert run("--model_name_or_path", "alice/tiny-rec", "--task_name", "rte", "--glue_dir", GLUE,
+               "--max_train_steps", "2", "--per_device_train_batch_size", "8", "--output_dir", out) == 0  # fmt: skip
+    card = (out / "README.md").read_text()
+    assert "base_model: alice/tiny-rec" in card and "config: rte" in card
+    assert json.loads((out / "config.json").read_text())["model_type"] == "recurrent_mlm"

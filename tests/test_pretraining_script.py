@@ -141,7 +141,7 @@ def test_end_to_end_outputs(tmp_path, caplog):
     assert results["train_steps"] == 6 and results["eval_loss"] == records[-1]["eval_loss"]
     assert any("15 of" in r.message and "1973-Nixon.txt" in r.message for r in caplog.records)
     card = (out / "README.md").read_text()
-    assert "pipeline_tag: fill-mask" in card and "eval_mlm_accuracy" in card and "recurrence-simple" in card
+    assert "pipeline_tag: fill-mask" in card and "type: mlm_accuracy" in card and "recurrence-simple" in card
 
     model = AutoModelForMaskedLM.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -410,27 +410,47 @@ def test_bf16_autocast_and_torch_compile_paths(tmp_path, tokenizer_dir):
     assert all(t.dtype == torch.float32 for t in weights(out).values())  # autocast keeps float32 master weights
 
 
-def test_push_to_hub_uploads_the_final_folder_once(tmp_path, tokenizer_dir, monkeypatch):
-    import recurrent_mlm.hub
+def test_push_to_hub_uploads_the_final_folder_to_a_branch(tmp_path, tokenizer_dir, monkeypatch):
+    """Through the real huggingface_hub client and the local Hub server of tests/hub_server.py."""
+    from huggingface_hub import HfApi
 
-    calls = []
+    from tests.hub_server import shared_hub, use_hub
 
-    def fake_push(folder, repo_id, **kwargs):
-        calls.append((Path(folder), repo_id, kwargs, sorted(p.name for p in Path(folder).iterdir())))
-        return "https://huggingface.co/fake/commit"
-
-    monkeypatch.setattr(recurrent_mlm.hub, "push_output_dir", fake_push)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # only our pre-flight check reads it; the upload is faked
+    hub = shared_hub()
+    token = hub.state.add_user("pretrainer")
+    use_hub(monkeypatch, hub)  # no HF_TOKEN: the token comes from --hub_token
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    api = HfApi(token=token)
+    api.create_repo("pretrainer/tiny-recurrent")
+    main_before = api.model_info("pretrainer/tiny-recurrent").sha
     out = tmp_path / "run"
     args = base_args(out, tokenizer_dir, "--train_file", str(WASHINGTON), "--max_train_steps", "2", "--checkpointing_steps", "1")
-    args += ["--push_to_hub", "--hub_model_id", "someone/tiny-recurrent", "--hub_token", "hf_secret", "--hub_private_repo"]
+    args += ["--push_to_hub", "--hub_model_id", "tiny-recurrent", "--hub_token", token, "--hub_private_repo",
+             "--hub_revision", "exp"]
     assert run(args) == 0
-    assert len(calls) == 1
-    folder, repo, kwargs, files = calls[0]
-    assert folder == out and repo == "someone/tiny-recurrent"
-    assert kwargs["token"] == "hf_secret" and kwargs["private"] is True
-    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md"} <= set(files)
-    assert "hf_secret" not in (out / "README.md").read_text() and "hf_secret" not in (out / "training_args.json").read_text()
+    files = set(api.list_repo_files("pretrainer/tiny-recurrent", revision="exp"))
+    assert {"model.safetensors", "config.json", "tokenizer.json", "README.md", "modeling_recurrent_mlm.py"} <= files
+    assert not any(f.startswith(("checkpoint", "runs/", "logs/")) for f in files)  # no training state or tracker logs
+    assert api.model_info("pretrainer/tiny-recurrent").sha == main_before  # main untouched
+    assert api.model_info("pretrainer/tiny-recurrent").private
+    card = api.hf_hub_download("pretrainer/tiny-recurrent", "README.md", revision="exp")
+    assert "pipeline_tag: fill-mask" in Path(card).read_text()
+    assert token not in (out / "README.md").read_text() and token not in (out / "training_args.json").read_text()
+
+
+def test_wrong_token_fails_before_training(tmp_path, tokenizer_dir, monkeypatch, capsys):
+    from tests.hub_server import shared_hub, use_hub
+
+    use_hub(monkeypatch, shared_hub(), "hf_not_a_real_token")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    out = tmp_path / "run"
+    args = base_args(out, tokenizer_dir, "--train_file", str(WASHINGTON), "--max_train_steps", "2")
+    with pytest.raises(SystemExit) as exit_info:
+        run([*args, "--push_to_hub", "--hub_model_id", "someone/tiny"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "token" in err.lower()
+    assert not out.exists()
 
 
 def test_demo_command_runs(tmp_path):

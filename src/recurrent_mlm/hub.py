@@ -411,6 +411,8 @@ def add_hub_arguments(
     )
     parser.add_argument(
         "--hub_private",
+        "--hub_private_repo",  # transformers' TrainingArguments spelling
+        dest="hub_private",
         action="store_true",
         help="Create the repo private (or make an existing public repo private).",
     )
