@@ -391,9 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
     import datasets
     import transformers
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
     accelerator = Accelerator(
+        # Some models leave parameters out of a classification loss (the sequential Transformer's
+        # right-to-left stack under Abnar et al.'s last-token pooling); one Accelerator serves a whole sweep,
+        # so DDP must expect that. It costs nothing in single-process runs.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.report_to == "none" else args.report_to,

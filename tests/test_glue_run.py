@@ -40,6 +40,8 @@ def models(tmp_path_factory):
         "rec": (RecurrentMLMForMaskedLM(RecurrentMLMConfig(recurrence="simple", **kwargs)), root / "rec"),
         "bert": (BertForMaskedLM(BertConfig(**kwargs)), root / "bert"),
         "three_way": (RecurrentMLMForSequenceClassification(RecurrentMLMConfig(num_labels=3, **kwargs)), root / "three_way"),
+        "sequential": (RecurrentMLMForMaskedLM(RecurrentMLMConfig(encoder_type="sequential_transformer", **kwargs)),
+                       root / "sequential"),
     }
     for model, folder in folders.values():
         model.save_pretrained(folder)
@@ -382,6 +384,22 @@ def test_two_processes_gather_every_example_once(models, tmp_path):
     assert two["final"]["splits"]["validation"]["accuracy"] == one["final"]["splits"]["validation"]["accuracy"]
     assert two["final"]["splits"]["validation"]["ece"] == pytest.approx(one["final"]["splits"]["validation"]["ece"], abs=1e-6)
     assert (tmp_path / "two" / "predictions" / "MRPC.tsv").read_text() == (tmp_path / "one" / "predictions" / "MRPC.tsv").read_text()
+
+
+def test_two_processes_train_a_model_with_parameters_outside_the_loss(models, tmp_path):
+    """The sequential Transformer's right-to-left stack gets no gradient under last-token pooling; DDP must
+    be told (find_unused_parameters), or the second step fails with 'Expected to have finished reduction'."""
+    if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
+        pytest.skip("needs torch.distributed with gloo")
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(_free_port()), str(REPO_ROOT / "run_glue.py"), "--model_name_or_path", models["sequential"],
+         "--task_name", "rte", "--glue_dir", str(GLUE), "--max_train_steps", "3", "--per_device_train_batch_size", "4",
+         "--output_dir", str(tmp_path / "out")],
+        capture_output=True, text=True, env=subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1"), cwd=tmp_path,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "out" / "all_results.json").read_text())["train_steps"] == 3
 
 
 def test_fine_tunes_a_model_pulled_from_the_hub(models, tmp_path, monkeypatch):
