@@ -384,6 +384,12 @@ def _num(value) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # `accelerate launch --cpu --num_processes N` starts one process; start the N asked for
+        from recurrent_mlm.training_utils import relaunch_cpu_processes
+
+        code = relaunch_cpu_processes(__file__, sys.argv[1:])
+        if code is not None:
+            return code
     args = parse_args(argv)
     from recurrent_mlm.cpu import tune_cpu_allocator
 

@@ -2,7 +2,7 @@
 """Pretrain a recurrent-mlm masked language model with Accelerate (one CPU, one or many GPUs, many machines).
 
     python run_pretraining.py --train_file data/corpus --output_dir outputs/mlm --size mini --variant recurrent_bert
-    accelerate launch --num_processes 2 run_pretraining.py ...            # data-parallel; FSDP/DeepSpeed via
+    accelerate launch --num_processes 2 run_pretraining.py ...            # data-parallel (add --cpu for gloo on CPU)
     accelerate launch --config_file configs/accelerate/fsdp.yaml ...     # an Accelerate config file
 
 The structure follows transformers' `run_mlm_no_trainer.py`. What differs, and why:
@@ -688,9 +688,9 @@ def make_accelerator(args: argparse.Namespace):
         )
     if launched == 1 and _single_process_from_cpu_launch():
         logger.warning(
-            "`accelerate launch --cpu --num_processes N` starts ONE process unless given an MPI hostfile; for N "
-            "data-parallel CPU processes use `accelerate launch --multi_gpu --num_processes N` (this script then "
-            "uses gloo on CPU) or `torchrun --nproc_per_node N`."
+            "`accelerate launch --cpu` asked for several processes but only this one runs (Accelerate needs an MPI "
+            "hostfile for more, and the launcher's arguments could not be read); for N data-parallel CPU processes "
+            "use `accelerate launch --multi_gpu --num_processes N` (gloo on CPU) or `torchrun --nproc_per_node N`."
         )
     return accelerator
 
@@ -1157,6 +1157,12 @@ class Trainer:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:  # `accelerate launch --cpu --num_processes N` starts one process; start the N asked for
+        from recurrent_mlm.training_utils import relaunch_cpu_processes
+
+        code = relaunch_cpu_processes(__file__, sys.argv[1:])
+        if code is not None:
+            return code
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw_argv)
     from recurrent_mlm.cpu import tune_cpu_allocator

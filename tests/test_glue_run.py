@@ -391,14 +391,17 @@ def test_two_processes_train_a_model_with_parameters_outside_the_loss(models, tm
     be told (find_unused_parameters), or the second step fails with 'Expected to have finished reduction'."""
     if not torch.distributed.is_available() or not torch.distributed.is_gloo_available():
         pytest.skip("needs torch.distributed with gloo")
+    # Launched the way the issue names it: Accelerate starts one CPU process, the script starts the two asked for.
     proc = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-         "--master_port", str(_free_port()), str(REPO_ROOT / "run_glue.py"), "--model_name_or_path", models["sequential"],
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()),
+         str(REPO_ROOT / "run_glue.py"), "--model_name_or_path", models["sequential"],
          "--task_name", "rte", "--glue_dir", str(GLUE), "--max_train_steps", "3", "--per_device_train_batch_size", "4",
          "--output_dir", str(tmp_path / "out")],
         capture_output=True, text=True, env=subprocess_env(ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1"), cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "starting 2 data-parallel CPU processes" in proc.stderr and "2 process(es)" in proc.stderr
     assert json.loads((tmp_path / "out" / "all_results.json").read_text())["train_steps"] == 3
 
 

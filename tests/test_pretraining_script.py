@@ -239,10 +239,12 @@ def _free_port() -> int:
 EQUIVALENCE_ARGS = ["--train_file", str(TEXT), "--max_train_steps", "2", "--num_warmup_steps", "0", *NO_DROPOUT]
 
 
-def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenizer_dir):
-    """`accelerate launch` with 2 CPU processes (gloo DDP) x batch 4 == 1 process x batch 8."""
+@pytest.mark.parametrize("launcher_flag", ["--cpu", "--multi_gpu"])
+def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenizer_dir, launcher_flag):
+    """`accelerate launch` with 2 CPU processes (gloo DDP) x batch 4 == 1 process x batch 8. With `--cpu`,
+    Accelerate itself starts one process (it needs MPI for more) and the script starts the two asked for."""
     two, one = tmp_path / "two", tmp_path / "one"
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    launch = [sys.executable, "-m", "accelerate.commands.launch", launcher_flag, "--num_processes", "2"]
     launch += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
     args = base_args(two, None, *EQUIVALENCE_ARGS, "--vocab_size", "300")  # the tokenizer is trained and broadcast
     done = subprocess.run(
@@ -256,6 +258,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenize
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "processes 2, global batch 8" in done.stderr
+    assert ("starting 2 data-parallel CPU processes" in done.stderr) == (launcher_flag == "--cpu")
     # The 2-process run trained its tokenizer on process 0 and sent it to process 1; the 1-process run uses that
     # tokenizer (the trainer breaks frequency ties in hash order, so a second training may differ slightly).
     assert run(base_args(one, two, *EQUIVALENCE_ARGS, "--per_device_train_batch_size", "8")) == 0

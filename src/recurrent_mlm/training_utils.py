@@ -103,6 +103,64 @@ def atomic_write_json(path: str | os.PathLike, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def cpu_launch_processes() -> int:
+    """How many processes `accelerate launch --cpu --num_processes N` asked for when it started only this one.
+
+    Accelerate 1.x starts CPU processes itself only through MPI (`--mpirun_hostfile`); without it, `--cpu
+    --num_processes N` runs one process (it sets MASTER_ADDR for N but no WORLD_SIZE). The request is read
+    back from the launcher's command line. Returns 1 when there is nothing to make up for (any other
+    launcher, one process asked for, several machines, or the launcher's arguments cannot be read).
+    """
+    env = os.environ
+    if env.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true") or "MASTER_ADDR" not in env:
+        return 1
+    if any(name in env for name in ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")):
+        return 1
+    try:
+        import psutil
+        from accelerate.commands.config.config_args import default_config_file, load_config_from_file
+        from accelerate.commands.launch import launch_command_parser
+
+        tokens = psutil.Process(os.getppid()).cmdline()
+        start = next(
+            i + 1 for i, token in enumerate(tokens) if token == "launch" or token.endswith("accelerate.commands.launch")
+        )
+        args, _ = launch_command_parser().parse_known_args(tokens[start:])
+        num_processes, num_machines = args.num_processes, args.num_machines
+        config_file = args.config_file or (default_config_file if os.path.isfile(default_config_file) else None)
+        if config_file and (num_processes is None or num_machines is None):
+            config = load_config_from_file(config_file)
+            num_processes = config.num_processes if num_processes is None else num_processes
+            num_machines = config.num_machines if num_machines is None else num_machines
+    except Exception:  # not launched by `accelerate launch`, or a launcher we do not know how to read
+        return 1
+    if not num_processes or num_processes < 2 or (num_machines or 1) > 1:
+        return 1
+    return int(num_processes)
+
+
+def relaunch_cpu_processes(script: str | os.PathLike, argv: list[str]) -> int | None:
+    """Start the N CPU processes that `accelerate launch --cpu --num_processes N` asked for (see
+    `cpu_launch_processes`) through `torch.distributed.run` on this machine, wait, and return the exit code.
+    Returns None (and starts nothing) when the launcher already started the right number of processes.
+    Each process then sets up Accelerate on CPU with gloo, as `--multi_gpu --num_processes N` would.
+    """
+    import subprocess
+
+    processes = cpu_launch_processes()
+    if processes < 2:
+        return None
+    print(
+        f"accelerate launch --cpu started 1 process of the {processes} asked for (Accelerate needs MPI for more); "
+        f"starting {processes} data-parallel CPU processes with torch.distributed.run.",
+        file=sys.stderr,
+        flush=True,
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("MASTER_ADDR", "MASTER_PORT")}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes)]
+    return subprocess.run([*command, str(script), *argv], env=env).returncode
+
+
 class JsonlLogger:
     """Appends one JSON object per line (metrics over time); safe to reopen when a run resumes."""
 
@@ -128,5 +186,7 @@ __all__ = [
     "build_optimizer",
     "atomic_write_text",
     "atomic_write_json",
+    "cpu_launch_processes",
+    "relaunch_cpu_processes",
     "JsonlLogger",
 ]
