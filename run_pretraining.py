@@ -196,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpointing_steps", type=int, help="Save the full training state every N optimizer steps.")
     g.add_argument("--save_total_limit", type=int, default=2, help="Keep only the newest N checkpoints.")
     g.add_argument("--resume_from_checkpoint", help="'latest' (newest checkpoint in --output_dir) or a checkpoint folder.")
+    g.add_argument(
+        "--no_checkpoint_on_signal",
+        action="store_true",
+        help="Do not save a checkpoint when SIGTERM or SIGUSR1 arrives (by default the run finishes its step, saves "
+        "the full state, and exits with 128 + the signal number; a second signal stops it at once).",
+    )
     g.add_argument("--report_to", nargs="+", default=["none"], help="Accelerate trackers: tensorboard, wandb, ..., all, or none. Metrics always go to metrics.jsonl.")
     g.add_argument("--disable_tqdm", action="store_true", help="No progress bar.")
 
@@ -949,7 +955,8 @@ class Trainer:
         )
 
     # -- loop ----------------------------------------------------------------------------------------------
-    def train(self) -> None:
+    def train(self, signals: PreemptionSignals | None = None) -> None:
+        """Train to the end, or up to the step at which `signals` reports a preemption signal (on any process)."""
         from tqdm.auto import tqdm
 
         from recurrent_mlm.pretraining.checkpointing import fault_point
@@ -1012,7 +1019,9 @@ class Trainer:
                 fault_point("step_end", step=self.global_step)
                 if self.global_step >= setup.max_train_steps:
                     break
-            if self.global_step >= setup.max_train_steps:
+                if signals is not None and signals.agreed(acc):
+                    break
+            if self.global_step >= setup.max_train_steps or (signals is not None and signals.received is not None):
                 break
             if steps_this_epoch == 0 and self.batches_in_epoch == 0:  # only a stream can be this short
                 raise UsageError(
@@ -1071,6 +1080,27 @@ class Trainer:
             "seed": args.seed,
             "mlm_probability": args.mlm_probability,
         }
+
+    def stop_on_signal(self, signum: int) -> int:
+        """Preempted: save the full training state (unless this step was just saved) and return 128 + signum."""
+        import signal
+
+        name = signal.Signals(signum).name
+        acc, args = self.accelerator, self.args
+        if args.checkpointing_steps and self.global_step % args.checkpointing_steps == 0 and self.global_step > 0:
+            path = self.checkpoints.output_dir / f"checkpoint-{self.global_step}"
+        else:
+            path = self.save_checkpoint()
+        acc.end_training()
+        if acc.is_main_process:
+            print(
+                f"{name} received: stopped after step {self.global_step} of {self.setup.max_train_steps} and saved the "
+                f"training state to {path.resolve()}; run the same command with --resume_from_checkpoint latest to "
+                "continue.",
+                file=sys.stderr,
+                flush=True,
+            )
+        return 128 + signum
 
     def save_checkpoint(self) -> Path:
         setup = self.setup
@@ -1172,8 +1202,61 @@ def main(argv: list[str] | None = None) -> int:
     trainer = Trainer(args, accelerator, prepare(args, accelerator), raw_argv)
     trainer.resume()
     trainer.begin()
-    trainer.train()
+    with PreemptionSignals(enabled=not args.no_checkpoint_on_signal) as signals:
+        trainer.train(signals)
+    if signals.received is not None:
+        return trainer.stop_on_signal(signals.received)
     return trainer.finish()
+
+
+class PreemptionSignals:
+    """SIGTERM / SIGUSR1 (what SLURM, Kubernetes and torchrun send before killing a job) set a flag instead of
+    killing the run; the loop checks it after each optimizer step. Processes agree through a max-reduce, so a
+    signal that reaches one process stops them all at the same step. The first signal restores the previous
+    handlers, so a second one acts as it normally would. Only the main thread can install handlers; elsewhere
+    (or with `enabled=False`) this does nothing."""
+
+    def __init__(self, enabled: bool = True):
+        self.enabled = enabled
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> PreemptionSignals:
+        import signal
+        import threading
+
+        if self.enabled and threading.current_thread() is threading.main_thread():
+            for name in ("SIGTERM", "SIGUSR1"):
+                if hasattr(signal, name):
+                    signum = getattr(signal, name)
+                    self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        self._restore()
+
+    def _restore(self) -> None:
+        import signal
+
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous = {}
+
+    def __exit__(self, *exc) -> None:
+        self._restore()
+
+    def agreed(self, accelerator) -> bool:
+        """True on every process once any process has received a signal (a collective when there are several)."""
+        if not self.enabled:
+            return False
+        if accelerator.num_processes > 1:
+            flag = torch.tensor([0 if self.received is None else self.received], device=accelerator.device)
+            agreed = int(accelerator.reduce(flag, reduction="max").item())
+            if agreed and self.received is None:
+                self.received = agreed
+                self._restore()
+        return self.received is not None
 
 
 def _launched_world_size() -> int:

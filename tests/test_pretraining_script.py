@@ -200,6 +200,36 @@ def test_resumed_run_reproduces_the_uninterrupted_loss_curve(tmp_path, tokenizer
     assert max_weight_difference(out, uninterrupted) < 1e-6
 
 
+@pytest.mark.parametrize("signame, step", [("SIGTERM", 7), ("SIGUSR1", 6)], ids=["between-checkpoints", "at-a-checkpoint"])
+def test_a_preempted_run_saves_its_state_and_resumes_exactly(tmp_path, tokenizer_dir, uninterrupted, monkeypatch, capsys, signame, step):
+    """A real signal to this process after step `step` (as SLURM or Kubernetes send before a kill): the run saves
+    checkpoint-`step`, exits with 128 + signum, and the resumed run equals the uninterrupted one."""
+    import signal
+
+    if not hasattr(signal, signame):
+        pytest.skip(f"no {signame} here")
+    signum = getattr(signal, signame)
+    before = signal.getsignal(signum)
+    out = tmp_path / "run"
+
+    def preempt(name, **info):
+        if name == "step_end" and info["step"] == step:
+            os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(checkpointing, "fault_point", preempt)
+    assert run(base_args(out, tokenizer_dir, *RESUME_ARGS)) == 128 + signum
+    monkeypatch.undo()
+    assert signal.getsignal(signum) == before  # the run's handler is gone
+    assert f"{signame} received: stopped after step {step} of 12" in capsys.readouterr().err
+    assert checkpointing.latest_checkpoint(out).name == f"checkpoint-{step}"
+    assert not (out / "model.safetensors").exists()  # no final model from an unfinished run
+    assert run(base_args(out, tokenizer_dir, *RESUME_ARGS, "--resume_from_checkpoint", "latest")) == 0
+    got, expected = train_losses(out), train_losses(uninterrupted)
+    assert sorted(got) == list(range(1, 13))
+    assert all(got[s] == pytest.approx(expected[s], abs=1e-6) for s in expected)
+    assert max_weight_difference(out, uninterrupted) < 1e-6
+
+
 def test_resume_from_an_explicit_checkpoint_path(tmp_path, tokenizer_dir, uninterrupted):
     out = tmp_path / "run"
     assert run(base_args(out, tokenizer_dir, *RESUME_ARGS, "--max_train_steps", "4")) == 0
@@ -270,6 +300,41 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenize
     one_eval = [r for r in metrics(one) if "eval_loss" in r][-1]
     assert two_eval["eval_masked_tokens"] == one_eval["eval_masked_tokens"]  # each held-out block counted once
     assert two_eval["eval_loss"] == pytest.approx(one_eval["eval_loss"], abs=1e-5)
+
+
+def test_a_signal_to_one_of_two_processes_stops_both_at_the_same_step(tmp_path, tokenizer_dir):
+    """SIGTERM reaches only rank 1 of a two-process run: both agree on the step, checkpoint it together
+    (one RNG file per rank) and exit; nothing hangs in a collective."""
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "run"
+    args = base_args(out, tokenizer_dir, "--train_file", str(TEXT), "--max_train_steps", "100000", "--num_warmup_steps", "0")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+         "--master_port", str(_free_port()), str(REPO_ROOT / "run_pretraining.py"), *args],
+        env=subprocess_env(OMP_NUM_THREADS="1", ACCELERATE_USE_CPU="1", CUDA_VISIBLE_DEVICES=""),
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text().count("\n") >= 3):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        workers = [c for c in psutil.Process(proc.pid).children(recursive=True) if "run_pretraining.py" in " ".join(c.cmdline())]
+        rank1 = next(w for w in workers if w.environ().get("RANK") == "1")
+        rank1.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "SIGTERM received: stopped after step" in stderr, stderr[-3000:]
+    checkpoint = checkpointing.latest_checkpoint(out)
+    assert checkpoint is not None and sorted(p.name for p in checkpoint.glob("rng_state_*")) == ["rng_state_0.json", "rng_state_0.safetensors", "rng_state_1.json", "rng_state_1.safetensors"]
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert checkpoint.name == f"checkpoint-{state['global_step']}" and state["world_size"] == 2
 
 
 def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tokenizer_dir):
