@@ -104,7 +104,7 @@ def main() -> int:
     results = json.loads((pretrain_dir / "all_results.json").read_text())
 
     banner("3/3 fine-tuning it on SST-2 (data/glue_demo) over learning rates x seeds: the stability study")
-    run("run_glue.py", demo_arguments(pretrain_dir, glue_dir, glue_dir=ROOT / "data" / "glue_demo"))
+    run("run_glue.py", demo_arguments(pretrain_dir, glue_dir, glue_dir=ROOT / "data" / "glue_demo", label="recurrent_bert-tiny"))
 
     banner("done")
     loss, accuracy = results.get("eval_loss"), results.get("eval_mlm_accuracy")

@@ -14,11 +14,18 @@ DEMO_LEARNING_RATES = ("3e-4", "1e-3", "3e-3")
 DEMO_SEEDS = ("1", "2")
 
 
-def demo_arguments(model_dir: str | os.PathLike, output_dir: str | os.PathLike, glue_dir: str | os.PathLike = "data/glue_demo") -> list[str]:
+def demo_arguments(
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    glue_dir: str | os.PathLike = "data/glue_demo",
+    label: str | None = None,
+) -> list[str]:
     """Arguments of run_glue.py for the demo: SST-2 (2,000 training rows, the full 872-row dev set), 3
-    learning rates x 2 seeds, 2 epochs each, resumable in `output_dir`."""
+    learning rates x 2 seeds, 2 epochs each, resumable in `output_dir`. `label` names the model in the report
+    (default: its folder name)."""
     return [
         "--model_name_or_path", str(model_dir),
+        *(["--model_labels", label] if label else []),
         "--task_name", "sst2",
         "--glue_dir", str(glue_dir),
         "--learning_rates", *DEMO_LEARNING_RATES,
