@@ -1,7 +1,8 @@
 """A real, in-memory Hugging Face Hub server for the tests.
 
-It speaks the part of the Hub's HTTP API that `huggingface_hub` (2.x, with `HF_HUB_DISABLE_XET=1`) and
-`transformers` (5.x) use to push and pull models, so the real clients run unmodified against it:
+It speaks the part of the Hub's HTTP API that `huggingface_hub` (2.x, with `HF_HUB_DISABLE_XET=1`),
+`transformers` (5.x) and `datasets` (5.x) use to push and pull models and datasets, so the real clients run
+unmodified against it:
 
     GET    /api/whoami-v2                                   who a token belongs to (401 for a bad token)
     POST   /api/repos/create, DELETE /api/repos/delete     create (public/private) and delete repos
@@ -17,6 +18,15 @@ It speaks the part of the Hub's HTTP API that `huggingface_hub` (2.x, with `HF_H
     POST   /{repo}.git/info/lfs/objects/batch|verify        LFS batch API (basic transfer) and verify
     HEAD   /{repo}/resolve/{rev}/{path}, GET ...            file metadata and content; LFS files redirect
 
+Dataset repos live in their own namespace (a model and a dataset may share a name) and are served as the Hub
+serves them: the same `/api/models/...` calls under `/api/datasets/{repo}/...` (info with `siblings` and the
+README's `cardData`, `revision/{rev}`, `refs`, `commits/{rev}`, `tree/{rev}[/{path}]`, `paths-info/{rev}`,
+`preupload`, `commit`, `branch`), downloads at `/datasets/{repo}/resolve/{rev}/{path}`, LFS uploads at
+`/datasets/{repo}.git/info/lfs/...`, and `POST /api/repos/create` with `"type": "dataset"`. Spaces are not
+hosted. `datasets.load_dataset` reads such a repo through `HfFileSystem` (tree listings, paths-info, ranged
+downloads); the dataset viewer's parquet export (`refs/convert/parquet`, datasets-server) is not offered, so
+a repo must hold its data files (and, for several configs, a README `configs:` section), as most do.
+
 Large (LFS) objects live on a second listener, the "CDN", at a different origin, as S3/CloudFront do on the
 real Hub: the client PUTs uploads there and follows resolve redirects there, so it exercises the same
 code paths (no auth header leaves the Hub origin, metadata is read from the redirect itself). URLs to it
@@ -28,7 +38,8 @@ whole request has been received and validated. So a commit that fails, or a clie
 through an upload, leaves every revision as it was. Typed errors carry the `X-Error-Code` header
 (`RepoNotFound`, `RevisionNotFound`, `EntryNotFound`) that the client turns into its typed exceptions.
 
-Test hooks: `fail_next_commit()` makes the next commit to a repo fail after validation; `hold_uploads()`
+Test hooks: `add_dataset(repo_id, {path: bytes})` seeds a dataset repo (created if new) with one commit,
+no token needed; `fail_next_commit()` makes the next commit to a repo fail after validation; `hold_uploads()`
 blocks LFS uploads until released, so a test can kill a pushing process in the middle of its upload.
 `requests` records every request (method, path, whether it carried a token) for assertions.
 """
@@ -46,6 +57,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -71,6 +83,19 @@ GITATTRIBUTES = """\
 *tfevents* filter=lfs diff=lfs merge=lfs -text
 """
 LFS_PATTERNS = tuple(line.split()[0] for line in GITATTRIBUTES.splitlines() if "filter=lfs" in line)
+# The .gitattributes of a new dataset repo (abridged likewise): the model patterns plus the data formats.
+DATASET_GITATTRIBUTES = GITATTRIBUTES + """\
+*.arrow filter=lfs diff=lfs merge=lfs -text
+*.parquet filter=lfs diff=lfs merge=lfs -text
+*.npz filter=lfs diff=lfs merge=lfs -text
+*.tar filter=lfs diff=lfs merge=lfs -text
+*.tgz filter=lfs diff=lfs merge=lfs -text
+*.zst filter=lfs diff=lfs merge=lfs -text
+"""
+DATASET_LFS_PATTERNS = tuple(
+    line.split()[0] for line in DATASET_GITATTRIBUTES.splitlines() if "filter=lfs" in line
+)
+REPO_TYPES = ("model", "dataset")
 # Above this size the Hub stores any file in LFS, whatever its name.
 LFS_SIZE_THRESHOLD = 10 * 1024 * 1024
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
@@ -138,10 +163,20 @@ class Repo:
     created_at: str
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit id
     commits: dict[str, Commit] = field(default_factory=dict)
+    repo_type: str = "model"  # or "dataset"
 
     @property
     def namespace(self) -> str:
         return self.repo_id.split("/")[0]
+
+    @property
+    def url_prefix(self) -> str:
+        """Where the repo's pages and files are, relative to the endpoint: `user/x` or `datasets/user/x`."""
+        return self.repo_id if self.repo_type == "model" else f"{self.repo_type}s/{self.repo_id}"
+
+    @property
+    def lfs_patterns(self) -> tuple[str, ...]:
+        return LFS_PATTERNS if self.repo_type == "model" else DATASET_LFS_PATTERNS
 
 
 @dataclass(frozen=True)
@@ -191,7 +226,8 @@ class HubState:
     def __init__(self):
         self.lock = threading.RLock()
         self.users: dict[str, User] = {}  # token -> user
-        self.repos: dict[str, Repo] = {}
+        self.repos: dict[str, Repo] = {}  # model repos
+        self.datasets: dict[str, Repo] = {}  # dataset repos: a separate namespace, as on the Hub
         self.blobs: dict[str, bytes] = {}  # git blob id -> content (regular files)
         self.lfs: dict[str, bytes] = {}  # sha256 -> content
         self.tickets: dict[str, tuple[str, str, int]] = {}  # ticket -> (action, sha256, size)
@@ -224,16 +260,56 @@ class HubState:
             self.upload_hold = None
             hold.release()
 
+    def add_dataset(
+        self,
+        repo_id: str,
+        files: dict[str, bytes | str],
+        *,
+        private: bool = False,
+        message: str = "Upload dataset",
+        branch: str = "main",
+    ) -> str:
+        """Seed dataset repo `repo_id` (created, with its initial commit, if new) with one commit adding
+        `files` to `branch` (made from main if new); returns the commit id. Files go to LFS by the rules
+        that uploads follow."""
+        with self.lock:
+            repo = self.datasets.get(repo_id)
+            if repo is None:
+                repo = self.create_repo(
+                    repo_id, private=private, author=repo_id.split("/")[0], repo_type="dataset"
+                )
+            head = repo.commits[repo.branches.get(branch, repo.branches["main"])]
+            tree = dict(head.files)
+            for path, content in files.items():
+                data = content.encode() if isinstance(content, str) else bytes(content)
+                if _upload_mode(path, len(data), data[:512], repo.lfs_patterns) == "lfs":
+                    sha = hashlib.sha256(data).hexdigest()
+                    self.lfs.setdefault(sha, data)
+                    pointer = lfs_pointer(sha, len(data))
+                    tree[path.strip("/")] = Entry(oid=git_blob_id(pointer), size=len(data), lfs_sha256=sha)
+                else:
+                    tree[path.strip("/")] = self.store_regular(data)
+            commit = self.make_commit(repo, head.id, tree, message, "", repo.namespace)
+            repo.branches[branch] = commit.id
+            return commit.id
+
     # -- reading ----------------------------------------------------------------------------------------
-    def repo(self, repo_id: str, user: User | None) -> Repo:
-        repo = self.repos.get(repo_id)
+    def repos_of(self, repo_type: str) -> dict[str, Repo]:
+        if repo_type not in REPO_TYPES:
+            raise HubError(
+                404, f"this test server only hosts model and dataset repos, not {repo_type}s", "RepoNotFound"
+            )
+        return self.repos if repo_type == "model" else self.datasets
+
+    def repo(self, repo_id: str, user: User | None, repo_type: str = "model") -> Repo:
+        repo = self.repos_of(repo_type).get(repo_id)
         if repo is None or (repo.private and not self._is_member(user, repo.namespace)):
             # Like the Hub: a private repo you cannot see does not exist; anonymous callers get a 401.
             raise HubError(401 if user is None else 404, f"Repository {repo_id} not found", "RepoNotFound")
         return repo
 
-    def writable_repo(self, repo_id: str, user: User | None) -> Repo:
-        repo = self.repo(repo_id, user)
+    def writable_repo(self, repo_id: str, user: User | None, repo_type: str = "model") -> Repo:
+        repo = self.repo(repo_id, user, repo_type)
         self.check_write(user, repo.namespace)
         return repo
 
@@ -264,13 +340,13 @@ class HubState:
     def content(self, entry: Entry) -> bytes:
         return self.lfs[entry.lfs_sha256] if entry.lfs_sha256 is not None else self.blobs[entry.oid]
 
-    def file(self, repo_id: str, path: str, revision: str = "main") -> bytes:
+    def file(self, repo_id: str, path: str, revision: str = "main", repo_type: str = "model") -> bytes:
         """Content of `path` at `revision` (test helper, no auth)."""
-        repo = self.repos[repo_id]
+        repo = self.repos_of(repo_type)[repo_id]
         return self.content(self.resolve(repo, revision).files[path])
 
-    def head(self, repo_id: str, branch: str = "main") -> str:
-        return self.repos[repo_id].branches[branch]
+    def head(self, repo_id: str, branch: str = "main", repo_type: str = "model") -> str:
+        return self.repos_of(repo_type)[repo_id].branches[branch]
 
     # -- writing ----------------------------------------------------------------------------------------
     def _new_commit_id(self, payload: str) -> str:
@@ -298,12 +374,13 @@ class HubState:
         self.blobs.setdefault(oid, content)
         return Entry(oid=oid, size=len(content))
 
-    def create_repo(self, repo_id: str, private: bool, author: str) -> Repo:
-        repo = Repo(repo_id=repo_id, private=private, created_at=_now())
-        gitattributes = self.store_regular(GITATTRIBUTES.encode())
+    def create_repo(self, repo_id: str, private: bool, author: str, repo_type: str = "model") -> Repo:
+        repo = Repo(repo_id=repo_id, private=private, created_at=_now(), repo_type=repo_type)
+        attributes = GITATTRIBUTES if repo_type == "model" else DATASET_GITATTRIBUTES
+        gitattributes = self.store_regular(attributes.encode())
         commit = self.make_commit(repo, None, {".gitattributes": gitattributes}, "initial commit", "", author)
         repo.branches["main"] = commit.id
-        self.repos[repo_id] = repo
+        self.repos_of(repo_type)[repo_id] = repo
         return repo
 
     def secret_in_storage(self, secret: str) -> bool:
@@ -314,14 +391,14 @@ class HubState:
                 return True
             return any(
                 secret in c.title or secret in c.message
-                for r in self.repos.values()
+                for r in (*self.repos.values(), *self.datasets.values())
                 for c in r.commits.values()
             )
 
 
-def _upload_mode(path: str, size: int, sample: bytes) -> str:
+def _upload_mode(path: str, size: int, sample: bytes, patterns: tuple[str, ...] = LFS_PATTERNS) -> str:
     name = path.rsplit("/", 1)[-1]
-    if any(fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(path, pattern) for pattern in LFS_PATTERNS):
+    if any(fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(path, pattern) for pattern in patterns):
         return "lfs"
     if size > LFS_SIZE_THRESHOLD or b"\0" in sample:
         return "lfs"
@@ -517,21 +594,32 @@ class _ApiHandler(_Handler):
                 repo_id = (
                     f"{payload.get('organization') or (user.name if user else '')}/{payload.get('name')}"
                 )
-                state.writable_repo(repo_id, user)
-                del state.repos[repo_id]
+                repo_type = payload.get("type") or "model"
+                state.writable_repo(repo_id, user, repo_type)
+                del state.repos_of(repo_type)[repo_id]
                 return self._json(200, {})
             if seg[:1] == ["api"] and len(seg) >= 4:
-                if seg[1] != "models":
+                if seg[1] not in ("models", "datasets"):
                     raise HubError(
-                        404, f"this test server only hosts model repos, not {seg[1]}", "RepoNotFound"
+                        404,
+                        f"this test server only hosts model and dataset repos, not {seg[1]}",
+                        "RepoNotFound",
                     )
-                return self.repo_api(method, f"{seg[2]}/{seg[3]}", seg[4:], query, body, user)
+                return self.repo_api(
+                    method, f"{seg[2]}/{seg[3]}", seg[4:], query, body, user, seg[1][: -len("s")]
+                )
+            # /datasets/{repo}/... : the dataset twins of the model routes below
+            repo_type = "model"
+            if seg[:1] == ["datasets"] and len(seg) >= 3:
+                repo_type, seg = "dataset", seg[1:]
             if len(seg) >= 4 and seg[1].endswith(".git") and seg[2:5] == ["info", "lfs", "objects"]:
                 return self.lfs_api(
-                    f"{seg[0]}/{seg[1][: -len('.git')]}", seg[5:], json.loads(body or b"{}"), user
+                    f"{seg[0]}/{seg[1][: -len('.git')]}", seg[5:], json.loads(body or b"{}"), user, repo_type
                 )
             if len(seg) >= 5 and seg[2] == "resolve" and method in ("GET", "HEAD"):
-                return self.resolve(method, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]), user)
+                return self.resolve(
+                    method, f"{seg[0]}/{seg[1]}", seg[3], "/".join(seg[4:]), user, repo_type
+                )
         raise HubError(404, f"not implemented by the test Hub: {method} {self.path}")
 
     # -- account ----------------------------------------------------------------------------------------
@@ -567,8 +655,9 @@ class _ApiHandler(_Handler):
 
     def create_repo(self, user: User | None, payload: dict):
         state = self.hub.state
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "this test server only hosts model repos")
+        repo_type = payload.get("type") or "model"
+        if repo_type not in REPO_TYPES:
+            raise HubError(400, "this test server only hosts model and dataset repos")
         name, namespace = (
             payload.get("name") or "",
             payload.get("organization") or (user.name if user else None),
@@ -577,24 +666,33 @@ class _ApiHandler(_Handler):
             raise HubError(400, f"Invalid repo name: {namespace}/{name}")
         state.check_write(user, namespace)
         repo_id = f"{namespace}/{name}"
-        url = f"{self.hub.endpoint}/{repo_id}"
-        if repo_id in state.repos:
-            raise HubError(409, "You already created this model repo", url=url)
-        state.create_repo(repo_id, private=payload.get("visibility") == "private", author=user.name)
+        url = f"{self.hub.endpoint}/{repo_id if repo_type == 'model' else 'datasets/' + repo_id}"
+        if repo_id in state.repos_of(repo_type):
+            raise HubError(409, f"You already created this {repo_type} repo", url=url)
+        state.create_repo(
+            repo_id, private=payload.get("visibility") == "private", author=user.name, repo_type=repo_type
+        )
         self._json(200, {"url": url, "name": repo_id, "id": hashlib.sha1(repo_id.encode()).hexdigest()[:24]})
 
-    # -- /api/models/{repo}/... -------------------------------------------------------------------------
+    # -- /api/models/{repo}/..., /api/datasets/{repo}/... ---------------------------------------------
     def repo_api(
-        self, method: str, repo_id: str, rest: list[str], query: dict, body: bytes, user: User | None
+        self,
+        method: str,
+        repo_id: str,
+        rest: list[str],
+        query: dict,
+        body: bytes,
+        user: User | None,
+        repo_type: str = "model",
     ):
         state = self.hub.state
-        repo = state.repo(repo_id, user)
+        repo = state.repo(repo_id, user, repo_type)
         action = rest[0] if rest else ""
         if method == "GET" and action in ("", "revision"):
             commit = state.resolve(repo, rest[1] if action == "revision" else "main")
-            return self._json(
-                200, self.model_info(repo, commit, blobs=query.get("blobs") in ("true", "True", "1"))
-            )
+            blobs = query.get("blobs") in ("true", "True", "1")
+            info = self.model_info if repo_type == "model" else self.dataset_info
+            return self._json(200, info(repo, commit, blobs=blobs))
         if method == "GET" and action == "refs":
             branches = [
                 {"name": b, "ref": f"refs/heads/{b}", "targetCommit": c} for b, c in repo.branches.items()
@@ -634,8 +732,8 @@ class _ApiHandler(_Handler):
             return self.branch(method, repo, rest[1], json.loads(body or b"{}"))
         raise HubError(404, f"not implemented by the test Hub: {method} {self.path}")
 
-    def model_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
-        state = self.hub.state
+    @staticmethod
+    def _siblings(commit: Commit, blobs: bool) -> list[dict]:
         siblings = []
         for path, entry in sorted(commit.files.items()):
             sibling: dict[str, Any] = {"rfilename": path}
@@ -648,10 +746,19 @@ class _ApiHandler(_Handler):
                         "pointerSize": entry.pointer_size,
                     }
             siblings.append(sibling)
-        card, config = {}, None
+        return siblings
+
+    def _card(self, commit: Commit) -> dict:
+        card = {}
         if "README.md" in commit.files:
             with contextlib.suppress(ValueError):
-                card = _front_matter(state.content(commit.files["README.md"]).decode()) or {}
+                card = _front_matter(self.hub.state.content(commit.files["README.md"]).decode()) or {}
+        return card
+
+    def model_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
+        state = self.hub.state
+        siblings = self._siblings(commit, blobs)
+        card, config = self._card(commit), None
         if "config.json" in commit.files:
             with contextlib.suppress(ValueError):
                 full = json.loads(state.content(commit.files["config.json"]))
@@ -683,6 +790,28 @@ class _ApiHandler(_Handler):
                 info["model-index"] = card["model-index"]
         if config is not None:
             info["config"] = config
+        return info
+
+    def dataset_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
+        card = self._card(commit)
+        info = {
+            "_id": hashlib.sha1(f"datasets/{repo.repo_id}".encode()).hexdigest()[:24],
+            "id": repo.repo_id,
+            "author": repo.namespace,
+            "sha": commit.id,
+            "lastModified": commit.date,
+            "createdAt": repo.created_at,
+            "private": repo.private,
+            "gated": False,
+            "disabled": False,
+            "downloads": 0,
+            "likes": 0,
+            "tags": list(card.get("tags") or []),
+            "siblings": self._siblings(commit, blobs),
+            "description": "",
+        }
+        if card:
+            info["cardData"] = card
         return info
 
     def history(self, repo: Repo, commit: Commit) -> list[dict]:
@@ -738,7 +867,9 @@ class _ApiHandler(_Handler):
         commit = state.resolve(repo, revision)
         files = []
         for item in payload.get("files", []):
-            mode = _upload_mode(item["path"], int(item["size"]), base64.b64decode(item.get("sample", "")))
+            mode = _upload_mode(
+                item["path"], int(item["size"]), base64.b64decode(item.get("sample", "")), repo.lfs_patterns
+            )
             remote = commit.files.get(item["path"])
             remote_oid = None if remote is None else (remote.lfs_sha256 or remote.oid)
             files.append({"path": item["path"], "uploadMode": mode, "shouldIgnore": False, "oid": remote_oid})
@@ -813,7 +944,7 @@ class _ApiHandler(_Handler):
             {
                 "success": True,
                 "commitOid": commit.id,
-                "commitUrl": f"{self.hub.endpoint}/{repo.repo_id}/commit/{commit.id}",
+                "commitUrl": f"{self.hub.endpoint}/{repo.url_prefix}/commit/{commit.id}",
                 "pullRequestUrl": None,
             },
         )
@@ -839,9 +970,11 @@ class _ApiHandler(_Handler):
         raise HubError(405, f"{method} is not allowed on a branch")
 
     # -- LFS batch API ----------------------------------------------------------------------------------
-    def lfs_api(self, repo_id: str, rest: list[str], payload: dict, user: User | None):
+    def lfs_api(
+        self, repo_id: str, rest: list[str], payload: dict, user: User | None, repo_type: str = "model"
+    ):
         state = self.hub.state
-        repo = state.writable_repo(repo_id, user)
+        repo = state.writable_repo(repo_id, user, repo_type)
         lfs_json = "application/vnd.git-lfs+json"
         if rest == ["verify"]:
             sha, size = payload.get("oid"), payload.get("size")
@@ -861,7 +994,7 @@ class _ApiHandler(_Handler):
                 state.tickets[ticket] = ("upload", sha, size)
                 item["actions"] = {
                     "upload": {"href": f"{self.hub.cdn_url}/lfs/{sha}?ticket={ticket}"},
-                    "verify": {"href": f"{self.hub.endpoint}/{repo.repo_id}.git/info/lfs/objects/verify"},
+                    "verify": {"href": f"{self.hub.endpoint}/{repo.url_prefix}.git/info/lfs/objects/verify"},
                 }
             objects.append(item)
         self._json(
@@ -869,9 +1002,11 @@ class _ApiHandler(_Handler):
         )
 
     # -- downloads --------------------------------------------------------------------------------------
-    def resolve(self, method: str, repo_id: str, revision: str, path: str, user: User | None):
+    def resolve(
+        self, method: str, repo_id: str, revision: str, path: str, user: User | None, repo_type: str = "model"
+    ):
         state = self.hub.state
-        repo = state.repo(repo_id, user)
+        repo = state.repo(repo_id, user, repo_type)
         commit = state.resolve(repo, revision)
         entry = commit.files.get(path)
         if entry is None:
@@ -992,8 +1127,9 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def url(self, repo_id: str, revision: str = "main", path: str = "") -> str:
-        return f"{self.endpoint}/{repo_id}/resolve/{quote(revision, safe='')}/{quote(path)}"
+    def url(self, repo_id: str, revision: str = "main", path: str = "", repo_type: str = "model") -> str:
+        prefix = repo_id if repo_type == "model" else f"{repo_type}s/{repo_id}"
+        return f"{self.endpoint}/{prefix}/resolve/{quote(revision, safe='')}/{quote(path)}"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1019,6 +1155,7 @@ def client_env(hub: HubServer, token: str | None = None, **extra: str) -> dict[s
         "HF_HUB_DISABLE_TELEMETRY": "1",
     }
     env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    env["HF_UPDATE_DOWNLOAD_COUNTS"] = "0"  # datasets would otherwise ping an S3 bucket on every load
     if token is not None:
         env["HF_TOKEN"] = token
     env.update(extra)
@@ -1032,6 +1169,7 @@ def use_hub(monkeypatch, hub: HubServer, token: str | None = None) -> None:
     has imported it offline by then), and two objects copy the endpoint when they are built: the module
     level `HfApi` behind functions such as `huggingface_hub.create_repo`, and transformers' shared `HfApi`.
     Everything else reads `constants` at call time, so patching these is enough; monkeypatch undoes it.
+    `datasets` keeps its own copies of the endpoint and the offline flag in `datasets.config`: patched too.
     """
     from huggingface_hub import constants, hf_api
 
@@ -1051,14 +1189,49 @@ def use_hub(monkeypatch, hub: HubServer, token: str | None = None) -> None:
         monkeypatch.delenv(name, raising=False)
     if token is not None:
         monkeypatch.setenv("HF_TOKEN", token)
+    # datasets copies the endpoint and the offline flag into its own config at import, too.
+    from datasets import config as datasets_config
+
+    monkeypatch.setattr(datasets_config, "HF_ENDPOINT", hub.endpoint)
+    monkeypatch.setattr(
+        datasets_config, "HUB_DATASETS_URL", hub.endpoint + "/datasets/{repo_id}/resolve/{revision}/{path}"
+    )
+    monkeypatch.setattr(datasets_config, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_OFFLINE", False)
+    monkeypatch.setattr(datasets_config, "HF_UPDATE_DOWNLOAD_COUNTS", False)
+
+
+def isolate_hf_caches(monkeypatch, root) -> Path:
+    """Give this test its own Hugging Face caches under `root` (returned), in this process and its children.
+
+    Like the endpoint, the cache folders are read into `huggingface_hub.constants` and `datasets.config` at
+    import; the environment variables are set too, for child processes. monkeypatch undoes it all.
+    """
+    from datasets import config as datasets_config
+    from huggingface_hub import constants
+
+    root = Path(root)
+    hub_cache, datasets_cache = root / "hub", root / "datasets"
+    monkeypatch.setenv("HF_HOME", str(root))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(datasets_cache))
+    monkeypatch.setattr(constants, "HF_HOME", str(root))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setattr(datasets_config, "HF_CACHE_HOME", str(root))
+    monkeypatch.setattr(datasets_config, "HF_DATASETS_CACHE", datasets_cache)
+    monkeypatch.setattr(datasets_config, "HF_MODULES_CACHE", root / "modules")
+    monkeypatch.setattr(datasets_config, "DOWNLOADED_DATASETS_PATH", datasets_cache / "downloads")
+    monkeypatch.setattr(datasets_config, "EXTRACTED_DATASETS_PATH", datasets_cache / "downloads/extracted")
+    return root
 
 
 __all__ = [
+    "DATASET_GITATTRIBUTES",
     "GITATTRIBUTES",
     "HubServer",
     "HubState",
     "client_env",
     "git_blob_id",
+    "isolate_hf_caches",
     "lfs_pointer",
     "shared_hub",
     "use_hub",
