@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument("--task_name", help=f"GLUE task: {', '.join(TASKS)} (SST-2, STS-B ... spellings work too).")
     data.add_argument("--glue_dir", help="Folder in the official GLUE TSV layout (holding e.g. SST-2/train.tsv), or the task's own folder.")
     data.add_argument("--dataset_name", default=HUB_DATASET, help="Hub dataset to load --task_name from when no --glue_dir is given.")
+    data.add_argument("--cache_dir", help="Where datasets, models and tokenizers downloaded from the Hub are cached (default: the Hugging Face caches).")
     data.add_argument("--train_file", help="Your own training data (.csv, .tsv, .json or .jsonl) instead of a GLUE task.")
     data.add_argument("--validation_file", help="Your own validation data (same formats); required with --train_file.")
     data.add_argument("--test_file", help="Your own unlabelled test data, predicted with --do_predict.")
@@ -208,6 +209,7 @@ def finetune_config(args) -> FinetuneConfig:
         tokenizer_name=args.tokenizer_name,
         ece_bins=args.ece_bins,
         load_best_model_at_end=args.load_best_model_at_end,
+        cache_dir=args.cache_dir,
     )
 
 
@@ -236,6 +238,7 @@ def load_task_data(args) -> TaskData:
             need_train=need_train,
             need_test=args.do_predict,
             drop_empty_texts=args.drop_empty_texts,
+            cache_dir=args.cache_dir,
         )
     data.limit("train", args.max_train_samples)
     data.limit("validation", args.max_eval_samples)
@@ -268,6 +271,7 @@ def run_result(key: RunKey, info: ModelInfo, data: TaskData, outcome: RunOutcome
             "learning_rate": key.learning_rate,
             "seed": key.seed,
             "task": data.name,
+            "data_source": data.source,
             "score_name": data.score,
             "primary_split": primary,
             "final": outcome.final,

@@ -209,8 +209,12 @@ def test_glue_task_from_the_hub_equals_the_same_rows_from_glue_dir(models, onlin
 def test_glue_untrained_metrics_equal_and_example_counts(models, online, tmp_path, capsys):  # noqa: F811
     """With --max_train_steps 0 the evaluation of the same model is the same, row for row."""
     common = ["--model_name_or_path", models["rec"], "--task_name", "rte", "--max_train_steps", "0"]
-    assert run_glue(*common, "--output_dir", tmp_path / "hub") == 0
+    cache = tmp_path / "glue-cache"
+    assert run_glue(*common, "--cache_dir", cache, "--output_dir", tmp_path / "hub") == 0
+    assert list(cache.rglob("*.arrow"))  # --cache_dir holds the prepared dataset
     assert run_glue(*common, "--glue_dir", GLUE, "--output_dir", tmp_path / "dir") == 0
+    sources = [json.loads((tmp_path / f / "all_results.json").read_text())["data_source"] for f in ("hub", "dir")]
+    assert sources[0] == "nyu-mll/glue (rte)" and sources[1].startswith("GLUE RTE from ")
     hub_eval = json.loads((tmp_path / "hub" / "eval_results.json").read_text())
     dir_eval = json.loads((tmp_path / "dir" / "eval_results.json").read_text())
     assert hub_eval == dir_eval

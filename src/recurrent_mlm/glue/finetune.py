@@ -50,6 +50,7 @@ class FinetuneConfig:
     tokenizer_name: str | None = None
     ece_bins: int = 15
     load_best_model_at_end: bool = False
+    cache_dir: str | None = None  # where models and tokenizers downloaded from the Hub are cached
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,12 +92,12 @@ def inspect_model(path: str, label: str, data: TaskData, cfg: FinetuneConfig) ->
     import recurrent_mlm  # noqa: F401  (registers our model type with the Auto classes)
 
     try:
-        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.trust_remote_code, cache_dir=cfg.cache_dir)
     except (OSError, ValueError, KeyError) as err:
         raise _load_error(path, err, "config") from None
     tokenizer_source = cfg.tokenizer_name or path
     try:
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=cfg.trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, trust_remote_code=cfg.trust_remote_code, cache_dir=cfg.cache_dir)
     except (OSError, ValueError, TypeError) as err:
         raise UsageError(
             f"could not load a tokenizer from {tokenizer_source} ({_first_line(err)}); save one next to the model "
@@ -143,7 +144,11 @@ def load_model(info: ModelInfo, data: TaskData, cfg: FinetuneConfig):
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
     config = AutoConfig.from_pretrained(
-        info.path, trust_remote_code=cfg.trust_remote_code, num_labels=data.num_labels, finetuning_task=data.name
+        info.path,
+        trust_remote_code=cfg.trust_remote_code,
+        num_labels=data.num_labels,
+        finetuning_task=data.name,
+        cache_dir=cfg.cache_dir,
     )
     if info.label_permutation is None:
         if data.is_regression:
@@ -162,6 +167,7 @@ def load_model(info: ModelInfo, data: TaskData, cfg: FinetuneConfig):
             trust_remote_code=cfg.trust_remote_code,
             ignore_mismatched_sizes=cfg.ignore_mismatched_sizes,
             output_loading_info=True,
+            cache_dir=cfg.cache_dir,
         )
     except RuntimeError as err:
         if "ignore_mismatched_sizes" in str(err):

@@ -28,7 +28,7 @@ SPEC_FILE = "sweep.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 # Settings that do not change a run's numbers; they may differ between invocations of one sweep.
-NOT_COMPARED = ("logging_steps", "trust_remote_code", "per_device_eval_batch_size", "report_to")
+NOT_COMPARED = ("logging_steps", "trust_remote_code", "per_device_eval_batch_size", "report_to", "cache_dir")
 
 
 def lr_tag(learning_rate: float) -> str:
