@@ -52,7 +52,13 @@ from recurrent_mlm.glue.metrics import task_baseline  # noqa: E402
 from recurrent_mlm.glue.report import write_report  # noqa: E402
 from recurrent_mlm.glue.sweep import RunKey, Sweep, lr_tag, model_labels  # noqa: E402
 from recurrent_mlm.glue.tasks import SCORE_DEFINITIONS, TASKS, get_task  # noqa: E402
-from recurrent_mlm.training_utils import UsageError, atomic_write_json, check_output_dir, run_cli  # noqa: E402
+from recurrent_mlm.training_utils import (  # noqa: E402
+    UsageError,
+    atomic_write_json,
+    check_output_dir,
+    relaunch_cpu_processes,
+    run_cli,
+)
 
 logger = logging.getLogger("run_glue")
 
@@ -388,12 +394,8 @@ def _num(value) -> str:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # `accelerate launch --cpu --num_processes N` starts one process; start the N asked for
-        from recurrent_mlm.training_utils import relaunch_cpu_processes
-
-        code = relaunch_cpu_processes(__file__, sys.argv[1:])
-        if code is not None:
-            return code
+    if (code := relaunch_cpu_processes(__file__, argv)) is not None:  # `accelerate launch --cpu` started 1 of N
+        return code
     args = parse_args(argv)
     from recurrent_mlm.cpu import tune_cpu_allocator
 

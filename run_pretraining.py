@@ -47,6 +47,7 @@ from recurrent_mlm.training_utils import (  # noqa: E402
     atomic_write_text,
     build_optimizer,
     check_output_dir,
+    relaunch_cpu_processes,
     run_cli,
 )
 
@@ -1187,12 +1188,8 @@ class Trainer:
 
 @run_cli
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:  # `accelerate launch --cpu --num_processes N` starts one process; start the N asked for
-        from recurrent_mlm.training_utils import relaunch_cpu_processes
-
-        code = relaunch_cpu_processes(__file__, sys.argv[1:])
-        if code is not None:
-            return code
+    if (code := relaunch_cpu_processes(__file__, argv)) is not None:  # `accelerate launch --cpu` started 1 of N
+        return code
     raw_argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_args(raw_argv)
     from recurrent_mlm.cpu import tune_cpu_allocator

@@ -755,47 +755,10 @@ class _ApiHandler(_Handler):
                 card = _front_matter(self.hub.state.content(commit.files["README.md"]).decode()) or {}
         return card
 
-    def model_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
-        state = self.hub.state
-        siblings = self._siblings(commit, blobs)
-        card, config = self._card(commit), None
-        if "config.json" in commit.files:
-            with contextlib.suppress(ValueError):
-                full = json.loads(state.content(commit.files["config.json"]))
-                config = {k: full[k] for k in ("architectures", "model_type", "auto_map") if k in full}
-        tags = list(card.get("tags") or [])
+    def _repo_info(self, repo: Repo, commit: Commit, blobs: bool, card: dict, id_seed: str) -> dict:
+        """The fields model and dataset info share (what the clients read: sha, siblings, cardData, ...)."""
         info = {
-            "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
-            "id": repo.repo_id,
-            "modelId": repo.repo_id,
-            "author": repo.namespace,
-            "sha": commit.id,
-            "lastModified": commit.date,
-            "createdAt": repo.created_at,
-            "private": repo.private,
-            "gated": False,
-            "disabled": False,
-            "downloads": 0,
-            "likes": 0,
-            "tags": tags,
-            "siblings": siblings,
-            "spaces": [],
-        }
-        if card:
-            info["cardData"] = card
-            for key in ("library_name", "pipeline_tag"):
-                if key in card:
-                    info[key] = card[key]
-            if "model-index" in card:
-                info["model-index"] = card["model-index"]
-        if config is not None:
-            info["config"] = config
-        return info
-
-    def dataset_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
-        card = self._card(commit)
-        info = {
-            "_id": hashlib.sha1(f"datasets/{repo.repo_id}".encode()).hexdigest()[:24],
+            "_id": hashlib.sha1(id_seed.encode()).hexdigest()[:24],
             "id": repo.repo_id,
             "author": repo.namespace,
             "sha": commit.id,
@@ -808,11 +771,29 @@ class _ApiHandler(_Handler):
             "likes": 0,
             "tags": list(card.get("tags") or []),
             "siblings": self._siblings(commit, blobs),
-            "description": "",
         }
         if card:
             info["cardData"] = card
         return info
+
+    def model_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
+        state = self.hub.state
+        card, config = self._card(commit), None
+        if "config.json" in commit.files:
+            with contextlib.suppress(ValueError):
+                full = json.loads(state.content(commit.files["config.json"]))
+                config = {k: full[k] for k in ("architectures", "model_type", "auto_map") if k in full}
+        info = {**self._repo_info(repo, commit, blobs, card, repo.repo_id), "modelId": repo.repo_id, "spaces": []}
+        for key in ("library_name", "pipeline_tag", "model-index"):
+            if key in card:
+                info[key] = card[key]
+        if config is not None:
+            info["config"] = config
+        return info
+
+    def dataset_info(self, repo: Repo, commit: Commit, blobs: bool) -> dict:
+        card = self._card(commit)
+        return {**self._repo_info(repo, commit, blobs, card, f"datasets/{repo.repo_id}"), "description": ""}
 
     def history(self, repo: Repo, commit: Commit) -> list[dict]:
         out = []

@@ -139,14 +139,18 @@ def cpu_launch_processes() -> int:
     return int(num_processes)
 
 
-def relaunch_cpu_processes(script: str | os.PathLike, argv: list[str]) -> int | None:
-    """Start the N CPU processes that `accelerate launch --cpu --num_processes N` asked for (see
-    `cpu_launch_processes`) through `torch.distributed.run` on this machine, wait, and return the exit code.
-    Returns None (and starts nothing) when the launcher already started the right number of processes.
-    Each process then sets up Accelerate on CPU with gloo, as `--multi_gpu --num_processes N` would.
+def relaunch_cpu_processes(script: str | os.PathLike, argv: list[str] | None) -> int | None:
+    """For a script's `main(argv)`: start the N CPU processes that `accelerate launch --cpu --num_processes N`
+    asked for (see `cpu_launch_processes`) through `torch.distributed.run` on this machine with the command
+    line's arguments, wait, and return the exit code. Returns None (and starts nothing) when `main` was called
+    with explicit `argv` (from Python, not a command line) or the launcher already started the right number of
+    processes. Each process then sets up Accelerate on CPU with gloo, as `--multi_gpu --num_processes N` would.
     """
     import subprocess
 
+    if argv is not None:
+        return None
+    argv = sys.argv[1:]
     processes = cpu_launch_processes()
     if processes < 2:
         return None
