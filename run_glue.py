@@ -41,12 +41,14 @@ if (ROOT / "src" / "recurrent_mlm").is_dir() and str(ROOT / "src") not in sys.pa
 from recurrent_mlm.glue.data import HUB_DATASET, TaskData, load_custom_files, load_glue_dir, load_glue_hub  # noqa: E402
 from recurrent_mlm.glue.finetune import (  # noqa: E402
     DTYPES,
+    EVAL_PREDICTIONS_FILE,
     FinetuneConfig,
     ModelInfo,
     RunOutcome,
     inspect_model,
     run_finetuning,
     tokenize,
+    write_eval_predictions,
 )
 from recurrent_mlm.glue.metrics import task_baseline  # noqa: E402
 from recurrent_mlm.glue.report import write_report  # noqa: E402
@@ -500,6 +502,7 @@ def single_run(accelerator, args, key: RunKey, info: ModelInfo, data: TaskData, 
         }
         atomic_write_json(output_dir / "eval_results.json", eval_results)
         atomic_write_json(output_dir / "all_results.json", result)
+        write_eval_predictions(output_dir / EVAL_PREDICTIONS_FILE, data, outcome.eval_per_example)
         write_card(output_dir, outcome.model.config, result, data, args)
         accelerator.print(f"{key.run_id}: {_run_line(result, data)}")
         for split, metrics in result["final"]["splits"].items():
@@ -565,6 +568,7 @@ def run_sweep(accelerator, args, keys, infos, data, cfg, output_dir: Path, spec:
         elif args.save_models == "best":
             _keep_if_best(accelerator, sweep, key, outcome, info, result)
         if accelerator.is_main_process:
+            write_eval_predictions(folder / EVAL_PREDICTIONS_FILE, data, outcome.eval_per_example)
             sweep.finish_run(key, result)
             accelerator.print(f"{_describe(key, index, len(keys))}: {_run_line(result, data)}")
             write_report(output_dir, meta, sweep.results(), with_plot=False)

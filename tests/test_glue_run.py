@@ -148,6 +148,18 @@ def test_every_task_format_end_to_end(name, models, tmp_path):
     eval_results = json.loads((out / "eval_results.json").read_text())
     assert f"eval_{expected_splits[0]}_{metrics[0]}" in eval_results
 
+    # Per-example results of the final evaluation (what paired statistics need) reproduce its metrics.
+    rows = [json.loads(line) for line in (out / "eval_predictions.jsonl").read_text().splitlines()]
+    assert sorted({r["split"] for r in rows}) == sorted(expected_splits)
+    for split in expected_splits:
+        mine = [r for r in rows if r["split"] == split]
+        assert [r["index"] for r in mine] == list(range(len(mine)))
+        if not regression:
+            assert all(abs(sum(r["probabilities"]) - 1) < 1e-5 for r in mine)
+            accuracy = sum(r["correct"] for r in mine) / len(mine)
+            if "accuracy" in splits[split]:
+                assert accuracy == pytest.approx(splits[split]["accuracy"])
+
     for file_name, values in submissions.items():
         lines = (out / "predictions" / file_name).read_text().splitlines()
         assert lines[0] == "index\tprediction" and len(lines) > 8
@@ -224,6 +236,7 @@ def test_sweep_reports_divergence_and_resumes(models, tmp_path, monkeypatch, cap
     final = _snapshot(out)
     assert len(final) == 8 and all(final[k] == v for k, v in after_crash.items())
     assert not (interrupted / "leftover.bin").exists()
+    assert len(list(out.glob("runs/*/*/eval_predictions.jsonl"))) == 8
     printed = capsys.readouterr().out
     assert "| model | learning rate | runs | mean | std | min | max | diverged |" in printed
 

@@ -288,7 +288,11 @@ def logits_to_predictions(logits: np.ndarray, data: TaskData, permutation: list[
     return logits.argmax(axis=1), probabilities
 
 
-def evaluate_splits(accelerator, model, loaders: dict, data: TaskData, info: ModelInfo, cfg: FinetuneConfig) -> dict:
+def evaluate_splits(
+    accelerator, model, loaders: dict, data: TaskData, info: ModelInfo, cfg: FinetuneConfig, per_example: dict | None = None
+) -> dict:
+    """Metrics of every split in `loaders`. With `per_example` (a dict), also fills it with each split's
+    labels, predictions and class probabilities in dataset order (what paired statistics need)."""
     results = {}
     for split, loader in loaders.items():
         logits, labels = gather_logits(accelerator, model, loader)
@@ -296,6 +300,8 @@ def evaluate_splits(accelerator, model, loaders: dict, data: TaskData, info: Mod
             inverse = np.argsort(info.label_permutation)  # model id -> task id
             labels = inverse[labels]
         predictions, probabilities = logits_to_predictions(logits, data, info.label_permutation)
+        if per_example is not None:
+            per_example[split] = {"labels": labels, "predictions": predictions, "probabilities": probabilities}
         results[split] = compute_metrics(
             data.metric_config, data.score, predictions, labels, probabilities, n_bins=cfg.ece_bins
         )
@@ -305,6 +311,29 @@ def evaluate_splits(accelerator, model, loaders: dict, data: TaskData, info: Mod
             picked = probabilities[np.arange(len(labels)), labels]
             results[split]["loss"] = float(-np.mean(np.log(np.clip(picked, 1e-12, None))))
     return results
+
+
+EVAL_PREDICTIONS_FILE = "eval_predictions.jsonl"
+
+
+def write_eval_predictions(path: Path, data: TaskData, per_example: dict) -> Path:
+    """Per-example results of the final evaluation, one JSON object per line and example, in dataset order:
+    `split`, `index` (row number in the split), `id` (the dataset's idx), `label`, `prediction` and, for
+    classification, `probabilities` (task label order) and `correct`."""
+    import json
+
+    lines = []
+    for split, values in per_example.items():
+        ids = data.splits[split]["idx"] if "idx" in data.splits[split].column_names else None
+        probabilities = values["probabilities"]
+        for i, (label, prediction) in enumerate(zip(values["labels"].tolist(), values["predictions"].tolist())):
+            row = {"split": split, "index": i, "id": None if ids is None else ids[i], "label": label, "prediction": prediction}
+            if probabilities is not None:
+                row["probabilities"] = [round(float(p), 7) for p in probabilities[i]]
+                row["correct"] = bool(label == prediction)
+            lines.append(json.dumps(row))
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return Path(path)
 
 
 def format_prediction(value, data: TaskData) -> str:
@@ -340,6 +369,8 @@ class RunOutcome:
     wall_seconds: float
     loading: str
     predictions: list = field(default_factory=list)  # submission files written
+    # the final evaluation per example: {split: {"labels", "predictions", "probabilities"}} (numpy arrays)
+    eval_per_example: dict = field(default_factory=dict)
     model: Any = None  # the unwrapped model after training (for saving / predicting), dropped by the caller
 
 
@@ -433,9 +464,12 @@ def run_finetuning(
     window_loss = torch.zeros((), device=accelerator.device)
     window_batches = 0
 
+    per_example: dict = {}
+
     def evaluate_now():
         nonlocal best, best_state
-        splits = evaluate_splits(accelerator, model, eval_loaders, data, info, cfg)
+        per_example.clear()
+        splits = evaluate_splits(accelerator, model, eval_loaders, data, info, cfg, per_example=per_example)
         score = splits[primary]["score"]
         record = {"step": completed, "score": score, "splits": splits}
         eval_curve.append([completed, score])
@@ -525,6 +559,7 @@ def run_finetuning(
         wall_seconds=time.perf_counter() - started,
         loading=loading_text,
         predictions=written,
+        eval_per_example=dict(per_example),
         model=unwrapped,
     )
     # The accelerator keeps references to everything it prepared; drop them so the next run starts clean.
@@ -574,6 +609,8 @@ __all__ = [
     "tokenize",
     "evaluate_splits",
     "write_predictions",
+    "write_eval_predictions",
+    "EVAL_PREDICTIONS_FILE",
     "format_prediction",
     "run_finetuning",
 ]
