@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from recurrent_mlm.pretraining.corpus import build_datasets, resolve_source
-from recurrent_mlm.pretraining.data import DecodeStats, decoded_lines, file_records, resolve_data_files, scan_files
+from recurrent_mlm.pretraining.readers import DecodeStats, decoded_lines, file_records, resolve_data_files, scan_files
 from recurrent_mlm.pretraining.packing import EpochSampler, PackedBlocks, StreamingBlocks, TokenStream
 from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer, word_start_table
-from recurrent_mlm.training_utils import UsageError
+from recurrent_mlm.cli import UsageError
 from tests.conftest import FIXTURES, REPO_ROOT
 
 TEXT = FIXTURES / "pretraining" / "text"

@@ -32,7 +32,8 @@ class UsageError(Exception):
 
 
 def run_cli(main: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a command's `main` so a `UsageError` ends the process with one line on stderr and exit code 2."""
+    """Decorate a command's `main` so a `UsageError` ends the process with one line on stderr and exit code 2,
+    and Ctrl-C with one line and exit code 130 (no traceback either way)."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -41,6 +42,9 @@ def run_cli(main: Callable[..., Any]) -> Callable[..., Any]:
         except UsageError as err:
             print(f"error: {err}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            print("interrupted.", file=sys.stderr, flush=True)
+            sys.exit(130)
 
     return wrapper
 
@@ -68,6 +72,16 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
         if len(members) == 1:
             return members[0], True
     return annotation, False
+
+
+def _metavar(name: str, parse: Any) -> str:
+    if parse is int:
+        return "N"
+    if parse is float:
+        return "X"
+    if name.endswith(("_dir", "_file", "_path", "name_or_path")) or name in ("config_name", "tokenizer_name"):
+        return "PATH"
+    return "VALUE"
 
 
 class _HelpFormatter(argparse.HelpFormatter):
@@ -119,7 +133,12 @@ class DataclassArgumentParser:
         self.fields = {f.name: f for f in dataclasses.fields(dataclass_type) if f.init and not f.name.startswith("_")}
         self.hints = typing.get_type_hints(dataclass_type)
         self.parser = _Parser(
-            prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter, allow_abbrev=False
+            prog=prog,
+            usage=f"{prog or '%(prog)s'} [RECIPE.yaml] [--flag value ...]",
+            description=description,
+            epilog=epilog,
+            formatter_class=_HelpFormatter,
+            allow_abbrev=False,
         )
         groups: dict[str, argparse._ArgumentGroup] = {}
         for f in self.fields.values():
@@ -159,6 +178,8 @@ class DataclassArgumentParser:
         for key in ("choices", "metavar"):
             if key in meta:
                 kwargs[key] = meta[key]
+        if "metavar" not in kwargs and "choices" not in kwargs:
+            kwargs["metavar"] = _metavar(f.name, kwargs["type"])
         target.add_argument(*flags, **kwargs)
 
     # -- parsing -------------------------------------------------------------------------------------------
@@ -398,7 +419,9 @@ def check_hub_arguments(args: Any, *, default_repo: str | None = None) -> None:
     repo = args.hub_model_id or default_repo
     if not repo:
         raise UsageError("--push_to_hub needs --hub_model_id (e.g. your-name/recurrent-bert-mini).")
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:  # read from HF_HUB_OFFLINE when huggingface_hub was imported
         raise UsageError("--push_to_hub with HF_HUB_OFFLINE set would fail after training; unset it or drop --push_to_hub.")
     from .hub import HubPushError, check_push_access
 
@@ -542,6 +565,20 @@ def reset_accelerate_state() -> None:
     GradientState._reset_state()
 
 
+def portable_path(value: Any) -> Any:
+    """A path as it can be shown on the Hub: relative to the working folder when inside it, else the last two
+    components (no home folders or cluster paths). Lists are mapped; other values pass through."""
+    if isinstance(value, list):
+        return [portable_path(v) for v in value]
+    if not isinstance(value, str) or not os.path.isabs(value):
+        return value
+    path = Path(value)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(Path("...", *path.parts[-2:]))
+
+
 def quote_command(argv: Iterable[str], secret_flags: Iterable[str] = ("--hub_token",)) -> str:
     """A shell-quoted command line with the values of secret flags replaced by ***."""
     import shlex
@@ -583,4 +620,5 @@ __all__ = [
     "setup_logging",
     "reset_accelerate_state",
     "quote_command",
+    "portable_path",
 ]

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .training_utils import UsageError, check_output_dir, run_cli
+from .cli import UsageError, check_output_dir, run_cli
 
 HEADS = {
     "base": "RecurrentMLMModel",

@@ -35,6 +35,47 @@ def _umask() -> int:
     return mask
 
 
+def fsync_tree(folder: Path) -> None:
+    """Flush every file below `folder`, and the folder itself, to disk."""
+    for path in sorted(Path(folder).rglob("*")):
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+    fsync_dir(folder)
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # platforms that cannot open folders (Windows)
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def move_into(staging: str | os.PathLike, output_dir: str | os.PathLike) -> None:
+    """Move every entry of `staging` into `output_dir` (one rename each), config.json last, so that a folder
+    with a config always has the weights beside it; then remove `staging`. Used to write a final model as
+    atomically as a checkpoint: everything is first written (and flushed) into a staging folder inside
+    `output_dir`, where a full disk or a kill leaves nothing that looks like a model."""
+    import shutil
+
+    staging, output_dir = Path(staging), Path(output_dir)
+    fsync_tree(staging)
+    names = sorted((p.name for p in staging.iterdir()), key=lambda n: (n == "config.json", n))
+    for name in names:
+        target = output_dir / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        os.replace(staging / name, target)
+    staging.rmdir()
+    fsync_dir(output_dir)
+
+
 def json_safe(value: Any) -> Any:
     """NaN and infinities as null (JSON has no NaN: `json.dumps` would write an invalid file), recursively."""
     if isinstance(value, float):
@@ -77,6 +118,21 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def content_digest(path: str | os.PathLike, full_limit: int = 256 << 20) -> str:
+    """sha256 of a file's bytes; for files over `full_limit`, of its size and three 1 MiB samples (start,
+    middle, end), so that fingerprinting a large corpus stays cheap."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size <= full_limit:
+        return sha256_file(path)
+    digest = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as handle:
+        for offset in (0, size // 2, max(0, size - (1 << 20))):
+            handle.seek(offset)
+            digest.update(handle.read(1 << 20))
+    return digest.hexdigest()
+
+
 def weights_fingerprint(folder: str | os.PathLike) -> str | None:
     """A hash of a model folder's weights (the safetensors/bin files' names, sizes and safetensors headers, or
     their bytes when small), so a resumed sweep notices weights that changed at the same path. None for a Hub
@@ -113,11 +169,15 @@ def files_fingerprint(paths: Iterable[str | os.PathLike]) -> dict[str, Any]:
 
 
 __all__ = [
+    "fsync_tree",
+    "fsync_dir",
+    "move_into",
     "atomic_write_text",
     "atomic_write_json",
     "json_safe",
     "JsonlLogger",
     "sha256_file",
+    "content_digest",
     "weights_fingerprint",
     "files_fingerprint",
 ]

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 from .tasks import (
     DIAGNOSTIC_FILE,
     DIAGNOSTIC_FOLDER,
@@ -78,7 +78,9 @@ class TaskData:
             digest.update(name.encode())
             for column in [*self.text_columns, "label"]:
                 if column in self.splits[name].column_names:
-                    digest.update(repr(self.splits[name][column]).encode())
+                    digest.update(f"\0{column}\0".encode())
+                    for value in self.splits[name][column]:  # every value, not a printed summary of the column
+                        digest.update(repr(value).encode() + b"\0")
         return digest.hexdigest()[:16]
 
 

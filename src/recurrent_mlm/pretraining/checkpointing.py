@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..training_utils import UsageError, atomic_write_json
+from ..cli import UsageError
+from ..files import atomic_write_json, fsync_dir, fsync_tree
 
 logger = logging.getLogger(__name__)
 
@@ -201,27 +202,6 @@ def apply_umask(folder: Path, recursive: bool = True) -> None:
             os.chmod(path, wanted)
 
 
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms that cannot open folders (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _remove(path: Path) -> None:
     """Delete a folder so that no partially deleted folder keeps a checkpoint name."""
     if not path.exists():
@@ -303,12 +283,12 @@ class CheckpointManager:
             state = {**trainer_state, "format": self.format, "world_size": acc.num_processes}
             atomic_write_json(tmp / STATE_FILE, state)
             apply_umask(tmp)
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             fault_point("checkpoint_before_rename", step=step, folder=tmp)
             if final.exists():  # re-saving a step (a run resumed from an earlier checkpoint)
                 _remove(final)
             os.replace(tmp, final)
-            _fsync_dir(self.output_dir)
+            fsync_dir(self.output_dir)
             self._rotate(keep=final)
         acc.wait_for_everyone()
         return final

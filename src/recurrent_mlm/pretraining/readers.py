@@ -1,12 +1,12 @@
-"""Reading pretraining text: local files and folders, or a `datasets` dataset, as a stream of documents.
+"""Reading pretraining text files into records: local files and folders of text, JSON lines or CSV, gzipped or
+not, decoded robustly. (`corpus` turns a whole data source, files or a `datasets` dataset, into packed blocks.)
 
 A *record* is `{"text": str, "doc_end": bool}`; `doc_end` marks the last record of a document, after which the
 packer inserts a separator token (RoBERTa's FULL-SENTENCES packing). Documents are:
 
 * a plain-text file (`.txt`, `.text`): the whole file. Its paragraphs (blocks of lines separated by blank
   lines) become records, so no line is ever one huge string, but no separator is placed between them;
-* a JSON-lines / JSON-array / CSV file: one row (its `--text_column`);
-* a `datasets` dataset: one row.
+* a JSON-lines / JSON-array / CSV file: one row (its `--text_column`).
 
 Files may be gzip-compressed (`.gz`). Bytes that are not UTF-8 (Latin-1 files, broken downloads) never stop a
 run: each such line is decoded with U+FFFD replacement characters and counted in a `DecodeStats`, which the
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 
 TEXT_SUFFIXES = (".txt", ".text")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
