@@ -133,6 +133,36 @@ def content_digest(path: str | os.PathLike, full_limit: int = 256 << 20) -> str:
     return digest.hexdigest()
 
 
+def safetensors_problem(path: str | os.PathLike) -> str | None:
+    """Why a .safetensors file is not whole (empty, truncated, a broken header), or None when it is: its
+    8-byte header length, JSON header and every tensor's byte range are checked against the file size,
+    without reading the tensors."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+            if len(head) < 8:
+                return f"{path.name} is empty or truncated ({size} bytes)"
+            n = int.from_bytes(head, "little")
+            if n <= 0 or 8 + n > size:
+                return f"{path.name} is truncated or not a safetensors file (header of {n} bytes, file of {size})"
+            header = json.loads(handle.read(n))
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        return f"{path.name} has an unreadable header ({err})"
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            end = max(end, int(info["data_offsets"][1]))
+        except (KeyError, TypeError, ValueError, IndexError):
+            return f"{path.name} has a malformed entry for {name!r}"
+    if 8 + n + end != size:
+        return f"{path.name} is truncated: its header describes {8 + n + end} bytes, the file has {size}"
+    return None
+
+
 def weights_fingerprint(folder: str | os.PathLike) -> str | None:
     """A hash of a model folder's weights (the safetensors/bin files' names, sizes and safetensors headers, or
     their bytes when small), so a resumed sweep notices weights that changed at the same path. None for a Hub
@@ -179,5 +209,6 @@ __all__ = [
     "sha256_file",
     "content_digest",
     "weights_fingerprint",
+    "safetensors_problem",
     "files_fingerprint",
 ]

@@ -158,7 +158,11 @@ class GlueArguments:
         if self.max_seq_length < 8:
             raise UsageError(f"--max_seq_length {self.max_seq_length} leaves no room for text; use at least 8.")
 
-        self.sweep = self.sweep or len(self.model_name_or_path) * len(self.learning_rates) * len(self.seeds) > 1
+        from .sweep import SPEC_FILE
+
+        grid = len(self.model_name_or_path) * len(self.learning_rates) * len(self.seeds)
+        continuing = (Path(self.output_dir) / SPEC_FILE).is_file() and not self.overwrite_output_dir
+        self.sweep = self.sweep or grid > 1 or continuing  # a sweep's folder goes on as a sweep, even for one cell
         if not self.sweep:
             for flag, default in (("save_models", "none"), ("max_runs", None)):
                 if getattr(self, flag) != default:

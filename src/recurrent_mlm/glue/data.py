@@ -128,6 +128,16 @@ def read_glue_tsv(
     """Read one GLUE TSV file into columns, validating every row. Quotes are plain characters in GLUE TSVs
     (QUOTE_NONE): SST-2 and MRPC texts contain unbalanced `"` that a CSV reader would join across lines."""
     notes = notes if notes is not None else []
+    try:
+        return _read_tsv_rows(path, task, layout, labelled=labelled, drop_empty_texts=drop_empty_texts, notes=notes)
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{path} is not valid {task.encoding} text (byte {err.object[err.start:err.start + 1]!r} at offset "
+            f"{err.start}); GLUE files are UTF-8: convert it (e.g. iconv -f latin1 -t utf-8) and run again."
+        ) from None
+
+
+def _read_tsv_rows(path, task, layout, *, labelled, drop_empty_texts, notes) -> dict[str, list]:
     texts: list[list[str]] = [[] for _ in layout.text_columns]
     labels: list = []
     ids: list[str] = []

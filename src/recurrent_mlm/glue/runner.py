@@ -12,6 +12,7 @@ settings, data or weights, and reports every finished run of the folder (`runs.j
 from __future__ import annotations
 
 import json
+import math
 import logging
 import os
 import shutil
@@ -268,9 +269,25 @@ def make_accelerator(args: GlueArguments):
     return accelerator
 
 
+def check_warmup(args: GlueArguments, data: TaskData, num_processes: int) -> None:
+    """Refuse --num_warmup_steps longer than a run (the learning rate would never reach its peak)."""
+    if args.num_warmup_steps is None or "train" not in data.splits:
+        return
+    batches = math.ceil(len(data.splits["train"]) / (args.per_device_train_batch_size * num_processes))
+    steps = args.max_train_steps
+    if steps is None:
+        steps = math.ceil(args.num_train_epochs * math.ceil(batches / args.gradient_accumulation_steps))
+    if steps and args.num_warmup_steps > steps:
+        raise UsageError(
+            f"--num_warmup_steps {args.num_warmup_steps} is longer than a run ({steps} optimizer steps): the learning "
+            "rate would never reach its peak. Lower it or use --warmup_ratio."
+        )
+
+
 def _run(accelerator, args: GlueArguments) -> GlueResult:
     # Everything that can be wrong with the input is found here, before anything is written.
     data = load_task_data(args)
+    check_warmup(args, data, accelerator.num_processes)
     cfg = FinetuneConfig.from_arguments(args)
     infos = [inspect_model(path, label, data, cfg) for path, label in zip(args.model_name_or_path, args.model_labels)]
     output_dir = Path(args.output_dir)

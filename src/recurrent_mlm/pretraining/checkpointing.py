@@ -188,7 +188,47 @@ def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> Path:
 
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
-    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    """The checkpoint's trainer state, checked: one clear line for a damaged file instead of a traceback."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        for key in ("global_step", "epoch", "batches_in_epoch", "per_device_train_batch_size"):
+            int(state[key])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise UsageError(f"checkpoint {path} is damaged ({STATE_FILE}: {_first_line(err)}); {_EARLIER}") from None
+    return state
+
+
+_EARLIER = (
+    "resume from an earlier checkpoint (--resume_from_checkpoint path/to/checkpoint-N) or start afresh with "
+    "--overwrite_output_dir."
+)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
+def check_checkpoint_files(folder: Path, *, sharded: bool, process_index: int = 0) -> None:
+    """Refuse a checkpoint with missing, empty or truncated files before anything is loaded from it."""
+    from ..files import safetensors_problem
+
+    if sharded:
+        return  # Accelerate's own layout; it reports its own errors
+    needed = ["config.json", "optimizer.json", "scheduler.json"]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise UsageError(f"checkpoint {folder} is damaged: {', '.join(missing)} missing; {_EARLIER}")
+    weights = _model_weight_files(folder)
+    for path in [*weights, *(p for p in (folder / "optimizer.safetensors",) if p.exists())]:
+        problem = safetensors_problem(path)
+        if problem:
+            raise UsageError(f"checkpoint {folder} is damaged: {problem}; {_EARLIER}")
+    for name in ("optimizer.json", "scheduler.json"):
+        try:
+            json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise UsageError(f"checkpoint {folder} is damaged ({name}: {_first_line(err)}); {_EARLIER}") from None
 
 
 def apply_umask(folder: Path, recursive: bool = True) -> None:
@@ -318,14 +358,21 @@ class CheckpointManager:
                 f"checkpoint {folder} was written in the {saved_format!r} layout and this run uses {self.format!r} "
                 "(FSDP/DeepSpeed write sharded states); resume with the same distributed setup."
             )
+        check_checkpoint_files(folder, sharded=self.sharded)
         if self.sharded:
             acc.load_state(str(folder))
         else:
-            load_model_weights(acc.unwrap_model(model, keep_torch_compile=False), folder)
-            optimizer.load_state_dict(load_tree(folder, "optimizer"))
-            scheduler.load_state_dict(load_tree(folder, "scheduler"))
-            if acc.scaler is not None and (folder / "scaler.json").exists():
-                acc.scaler.load_state_dict(load_tree(folder, "scaler"))
+            try:
+                load_model_weights(acc.unwrap_model(model, keep_torch_compile=False), folder)
+                optimizer.load_state_dict(load_tree(folder, "optimizer"))
+                scheduler.load_state_dict(load_tree(folder, "scheduler"))
+                if acc.scaler is not None and (folder / "scaler.json").exists():
+                    acc.scaler.load_state_dict(load_tree(folder, "scaler"))
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError, OSError) as err:
+                raise UsageError(
+                    f"checkpoint {folder} does not fit this run ({_first_line(err)}): it is damaged or belongs to "
+                    f"another model; {_EARLIER}"
+                ) from None
         rng_name = f"rng_state_{acc.process_index}"
         if state.get("world_size") == acc.num_processes and (folder / f"{rng_name}.json").exists():
             restore_rng_state(load_tree(folder, rng_name))
@@ -355,6 +402,7 @@ __all__ = [
     "read_trainer_state",
     "resolve_checkpoint",
     "restore_rng_state",
+    "check_checkpoint_files",
     "save_tree",
     "split_tensors",
 ]

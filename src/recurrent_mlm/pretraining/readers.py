@@ -129,10 +129,38 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def decoded_lines(path: Path, stats: DecodeStats | None = None) -> Iterator[str]:
     """Lines of `path` as text, line endings kept. Chunks that are valid UTF-8 decode in one call; a chunk that
-    is not is decoded line by line so that only the bad lines get replacement characters (and are counted)."""
+    is not is decoded line by line so that only the bad lines get replacement characters (and are counted).
+    A UTF-16 file (recognised by its byte-order mark) is decoded as such. A truncated or corrupt .gz file is a
+    `UsageError` naming it."""
+    import zlib
+
     name = str(path)
+    try:
+        with _open_binary(path) as handle:
+            start = handle.read(2)
+        if start in _UTF16_BOMS:
+            yield from _utf16_lines(path)
+            return
+        yield from _utf8_lines(path, name, stats)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise UsageError(f"{path} is a damaged gzip file ({err}); download or compress it again.") from None
+
+
+def _utf16_lines(path: Path) -> Iterator[str]:
+    with _open_binary(path) as raw:
+        import io
+
+        with io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="") as text:
+            for line in text:
+                yield line.replace("\r\n", "\n")
+
+
+def _utf8_lines(path: Path, name: str, stats: DecodeStats | None) -> Iterator[str]:
     first = True
     carry = b""
     with _open_binary(path) as handle:
