@@ -33,30 +33,16 @@ ROOT = Path(__file__).resolve().parent
 if (ROOT / "src" / "recurrent_mlm").is_dir() and str(ROOT / "src") not in sys.path:
     sys.path.insert(0, str(ROOT / "src"))  # run from a clone without installing the package
 
-from recurrent_mlm.cli import DataclassArgumentParser, portable_path, quote_command, relaunch_cpu_processes, run_cli  # noqa: E402
-from recurrent_mlm.glue.arguments import GlueArguments  # noqa: E402
+from recurrent_mlm.commands import glue_command, glue_parser  # noqa: E402
 
 
-def build_parser() -> DataclassArgumentParser:
-    return DataclassArgumentParser(
-        GlueArguments,
-        prog="run_glue.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="A first argument ending in .yaml/.yml/.json is a recipe of these arguments (keys: the flag names "
-        "without dashes); flags after it override its values. See docs/glue.md.",
-    )
+def build_parser():
+    return glue_parser("run_glue.py")
 
 
-@run_cli
 def main(argv: list[str] | None = None) -> int:
-    if (code := relaunch_cpu_processes(__file__, argv)) is not None:  # `accelerate launch --cpu` started 1 of N
-        return code
-    raw_argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse(raw_argv)
-    from recurrent_mlm.glue.runner import run_glue
-
-    command = "python run_glue.py " + quote_command(portable_path(a) for a in raw_argv)
-    return run_glue(args, command=command).exit_code
+    """The command line (the same code as `recurrent-mlm glue`)."""
+    return glue_command(argv, script=__file__, prog="run_glue.py")
 
 
 if __name__ == "__main__":

@@ -21,30 +21,16 @@ _SRC = Path(__file__).resolve().parent / "src"
 if (_SRC / "recurrent_mlm").is_dir() and str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))  # a checkout runs its own code, installed or not
 
-from recurrent_mlm.cli import DataclassArgumentParser, portable_path, quote_command, relaunch_cpu_processes, run_cli  # noqa: E402
-from recurrent_mlm.pretraining.arguments import PretrainingArguments  # noqa: E402
+from recurrent_mlm.commands import pretrain_command, pretraining_parser  # noqa: E402
 
 
-def build_parser() -> DataclassArgumentParser:
-    return DataclassArgumentParser(
-        PretrainingArguments,
-        prog="run_pretraining.py",
-        description=__doc__.split("\n\n")[0],
-        epilog="A first argument ending in .yaml/.yml/.json is a recipe of these arguments (keys: the flag names "
-        "without dashes); flags after it override its values. See docs/pretraining.md.",
-    )
+def build_parser():
+    return pretraining_parser("run_pretraining.py")
 
 
-@run_cli
 def main(argv: list[str] | None = None) -> int:
-    if (code := relaunch_cpu_processes(__file__, argv)) is not None:  # `accelerate launch --cpu` started 1 of N
-        return code
-    raw_argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse(raw_argv)
-    from recurrent_mlm.pretraining import pretrain
-
-    command = "python run_pretraining.py " + quote_command(portable_path(a) for a in raw_argv)
-    return pretrain(args, command=command).exit_code
+    """The command line (the same code as `recurrent-mlm pretrain`)."""
+    return pretrain_command(argv, script=__file__, prog="run_pretraining.py")
 
 
 if __name__ == "__main__":

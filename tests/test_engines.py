@@ -128,3 +128,22 @@ def test_dataclass_parser_round_trip():
     assert (parsed.name, parsed.flag, parsed.tri, parsed.on, parsed.many) == ("x", True, False, False, [3, 4])
     assert parsed.given_fields == {"flag", "tri", "on", "many"}
     assert parser.parse([]).tri is None
+
+
+def test_the_installed_command_runs_the_same_pipelines(tmp_path, tokenizer_dir, capsys, caplog):
+    from recurrent_mlm.commands import main
+
+    assert main(["--help"]) == 0 and "tokenizer" in capsys.readouterr().out
+    assert main(["nonsense"]) == 2
+    shared = tmp_path / "tokenizer"
+    assert main(["tokenizer", "--train_file", str(WASHINGTON), "--vocab_size", "300", "--output_dir", str(shared)]) == 0
+    assert (shared / "tokenizer.json").exists()
+    with pytest.raises(SystemExit):  # the same one-line refusal as the script
+        main(["tokenizer", "--train_file", str(WASHINGTON), "--output_dir", str(shared)])
+    caplog.set_level("INFO")
+    out = tmp_path / "mlm"
+    argv = ["--train_file", str(WASHINGTON), "--tokenizer_name", str(shared), "--output_dir", str(out), *TINY,
+            "--max_seq_length", "32", "--per_device_train_batch_size", "4", "--max_train_steps", "1", "--disable_tqdm"]
+    assert main(["pretrain", *argv]) == 0
+    assert "building a new model: variant bert (BERT (baseline)) at size mini" in caplog.text  # no --variant: said
+    assert json.loads((out / "all_results.json").read_text())["train_steps"] == 1

@@ -370,6 +370,8 @@ def prepare(args: PretrainingArguments, accelerator) -> Setup:
         logger.warning(decode_note)
     check_decoding(source, args.max_replaced_line_fraction)
     plan = ModelPlan(args)
+    if plan.kind == "preset":
+        logger.info("building a new model: %s", args.new_model_description())
     if args.max_seq_length > plan.max_positions():
         raise UsageError(
             f"--max_seq_length {args.max_seq_length} exceeds the model's {plan.max_positions()} positions "
