@@ -319,7 +319,7 @@ def _architecture_rows(config: Any) -> list[tuple[str, str]]:
     parameters = _parameter_count(config)
     if parameters is not None:
         rows.append(
-            ("parameters", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else ""))
+            ("parameters (base model: embeddings, encoder, pooler)", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else ""))
         )
     return rows
 
@@ -509,6 +509,7 @@ def render_card(
     license: str = "apache-2.0",
     language: str | Sequence[str] = "en",
     architecture_caption: str | None = None,
+    training_data: str | None = None,
 ) -> ModelCard:
     """A complete card (metadata + markdown) for a model with `config`, from `CARD_TEMPLATE`."""
     variant = variant_of(config) if model_type_of(config) == "recurrent_mlm" else None
@@ -530,7 +531,7 @@ def render_card(
     datasets = _as_list(dataset)
     primary_dataset = datasets[0] if datasets else None
     # A card written by a run reports that run; without one it describes the variant and says nothing is out.
-    is_run = bool(metrics or datasets or training or base_model or stability)
+    is_run = bool(metrics or datasets or training or base_model or stability or training_data)
     results = eval_results(metrics, pipeline_tag=pipeline_tag, dataset=primary_dataset, task_name=task_name)
     data = ModelCardData(
         license=license,
@@ -575,7 +576,9 @@ def render_card(
             "masking rate, optimiser, schedule and data of a released checkpoint are recorded here by the run "
             "that trained it."
         )
-    if datasets:
+    if training_data:
+        pass  # the run described its data itself (local files, subsets)
+    elif datasets:
         training_data = ", ".join(_dataset_link(d) for d in datasets)
         training_data = f"{'Fine-tuned' if base_model else 'Trained'} on {training_data}" + (
             f", task `{task_name}`." if task_name else "."
@@ -669,6 +672,7 @@ def write_model_card(
     repo_id: str | None = None,
     license: str | None = None,
     language: str | Sequence[str] | None = None,
+    training_data: str | None = None,
 ) -> Path:
     """Write `output_dir/README.md` for the model saved there, or update the card already there; return its path.
 
@@ -683,6 +687,8 @@ def write_model_card(
         base_model: the Hub id of the model this one was fine-tuned from.
         training: run settings to list (learning rate, steps, masking rate, seed, ...).
         extra_sections: more sections, `{title: markdown}`.
+        training_data: a sentence describing the training data (files, sizes, checksums, subsets), shown
+            instead of the text derived from `dataset`.
         stability: per-seed results of a sweep, `{task: {metric: [values]}}` (or `{metric: [values]}` with
             `task_name`), rendered as a "Stability across seeds" table; or ready-made markdown.
         model_name: the card's title and model-index name; defaults to the folder name.
@@ -720,6 +726,7 @@ def write_model_card(
         repo_id=repo_id,
         license=license or existing_meta.get("license") or "apache-2.0",
         language=language or existing_meta.get("language") or "en",
+        training_data=training_data,
     )
     if existing_card is not None:
         block = _generated_block(card.text)

@@ -314,6 +314,14 @@ def load_glue_hub(
     import datasets
 
     def fetch(config: str):
+        folder = Path(dataset_name)
+        if folder.is_dir() and (folder / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+            return datasets.load_from_disk(str(folder))
+        if folder.is_dir() and (folder / "state.json").is_file():
+            raise UsageError(
+                f"--dataset_name {dataset_name} is one saved Dataset (Dataset.save_to_disk); a GLUE task needs its "
+                "splits: save a DatasetDict with train and validation, or use --train_file/--validation_file."
+            )
         try:
             return datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
         except (ConnectionError, OSError, ValueError) as err:

@@ -384,6 +384,7 @@ class RunOutcome:
     diverged_reason: str | None
     divergence: dict  # each definition's verdict (see `classify_divergence`)
     stopped_early: bool
+    mixed_precision: str
     train_steps: int
     num_train_examples: int
     wall_seconds: float
@@ -603,6 +604,7 @@ def run_finetuning(
         diverged_reason=divergence["reason"],
         divergence=divergence,
         stopped_early=stopped_early,
+        mixed_precision=str(accelerator.mixed_precision),
         train_steps=completed,
         num_train_examples=len(train_dataset) if train_dataset is not None else 0,
         wall_seconds=time.perf_counter() - started,

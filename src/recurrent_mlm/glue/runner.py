@@ -106,6 +106,7 @@ def run_result(key: RunKey, info: ModelInfo, data: TaskData, outcome: RunOutcome
             "eval_curve": outcome.eval_curve,
             "train_steps": outcome.train_steps,
             "num_train_examples": outcome.num_train_examples,
+            "mixed_precision": outcome.mixed_precision,
             "wall_seconds": outcome.wall_seconds,
             "loading": outcome.loading,
             "predictions": outcome.predictions,
@@ -126,30 +127,35 @@ def card_metrics(result: dict) -> dict[str, float]:
 
 
 def write_card(folder: Path, model_config, result: dict, data: TaskData, args, extra: dict[str, str] | None = None) -> None:
-    from recurrent_mlm.model_card import write_model_card
+    from ..model_card import write_model_card
 
     path = result["model"]
     is_hub_id = not Path(path).exists() and path.count("/") <= 1
+    base = path if is_hub_id else f"{Path(path).name} (a local folder)"
     training = {
-        "task": f"{data.name} ({data.source})",
+        "task": data.name if data.task is not None else "your own data",
+        "base model": base,
+        "training examples": result.get("num_train_examples"),
         "learning rate": lr_tag(result["learning_rate"]),
         "seed": result["seed"],
-        "length": f"{args.num_train_epochs} epochs" if args.max_train_steps is None else f"{args.max_train_steps} steps",
+        "length": f"{args.num_train_epochs:g} epochs" if args.max_train_steps is None else f"{args.max_train_steps} steps",
         "batch size per device": args.per_device_train_batch_size,
         "warmup": args.num_warmup_steps if args.num_warmup_steps is not None else f"{args.warmup_ratio:g} of the steps",
         "weight decay": args.weight_decay,
         "max sequence length": args.max_seq_length,
+        "mixed precision": result.get("mixed_precision", "no"),
         "optimizer steps": result["train_steps"],
         "trivial-predictor score": _num(result["baseline_score"]),
     }
     sections = {
         "Fine-tuning": (
-            f"Fine-tuned from `{path}` with `run_glue.py` (recurrent-mlm) on {data.source}. Metrics are on the "
-            f"validation data after the last step; the best evaluated {SCORE_DEFINITIONS[data.score]} was "
-            f"{_num(result['best']['score'])} at step {result['best']['step']}."
+            f"Fine-tuned from `{base}` with `run_glue.py` (recurrent-mlm) on {describe_training_data(data, args)} "
+            f"Metrics are on the validation data after the last step; the best evaluated "
+            f"{SCORE_DEFINITIONS[data.score]} was {_num(result['best']['score'])} at step {result['best']['step']}."
         )
     }
     sections.update(extra or {})
+    full_glue = data.task is not None and not args.max_train_samples and not args.max_eval_samples
     write_model_card(
         folder,
         config=model_config,
@@ -160,7 +166,20 @@ def write_card(folder: Path, model_config, result: dict, data: TaskData, args, e
         base_model=path if is_hub_id else None,
         training=training,
         extra_sections=sections,
+        training_data=None if full_glue else describe_training_data(data, args),
     )
+
+
+def describe_training_data(data: TaskData, args) -> str:
+    """One sentence on what a run trained and was evaluated on: the task, subsets, local files (no paths)."""
+    sizes = ", ".join(f"{split} {len(ds):,} rows" for split, ds in data.splits.items())
+    limits = [f"--{name} {getattr(args, name)}" for name in ("max_train_samples", "max_eval_samples") if getattr(args, name)]
+    subset = f"; a subset ({', '.join(limits)})" if limits else ""
+    if data.task is None:
+        files = [Path(p).name for p in (args.train_file, args.validation_file) if p]
+        return f"the files {', '.join(f'`{f}`' for f in files)} ({sizes}{subset})."
+    where = "the Hub dataset " + str(data.hub_dataset) if getattr(data, "hub_dataset", None) else "a local GLUE folder"
+    return f"GLUE {data.name} from {where} ({sizes}{subset})."
 
 
 def save_model(accelerator, outcome: RunOutcome, info: ModelInfo, folder: Path) -> None:
@@ -523,10 +542,13 @@ def _write_sweep_cards(output_dir: Path, sweep: Sweep, data: TaskData, args, rep
             continue
         result = results[run_id]
         config = AutoConfig.from_pretrained(folder, trust_remote_code=args.trust_remote_code)
+        for name in ("stability.md", "stability.png"):  # the card links them: they travel with the model
+            if (output_dir / name).exists():
+                shutil.copy2(output_dir / name, folder / name)
         extra = {
             "Stability across learning rates and seeds": (
-                f"{summaries.get(result['model_label'], '')}\n\nFull table: `stability.md` of the sweep "
-                f"({len(results)} runs)."
+                f"{summaries.get(result['model_label'], '')}\n\nFull table: [`stability.md`](stability.md) "
+                f"(the sweep's {len(results)} runs; plot: `stability.png`)."
             )
         }
         write_card(folder, config, result, data, args, extra)

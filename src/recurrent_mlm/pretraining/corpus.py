@@ -139,12 +139,28 @@ def resolve_source(
     return source
 
 
-def _load_hub_split(source: CorpusSource, split: str, streaming: bool):
-    from datasets import load_dataset
+def load_dataset_split(name: str, config: str | None, split: str, *, streaming: bool = False, cache_dir: str | None = None):
+    """A split of a Hub dataset, a local dataset folder `load_dataset` reads, or a folder written by
+    `Dataset.save_to_disk` (its one split is `train`) or `DatasetDict.save_to_disk`."""
+    from datasets import load_dataset, load_from_disk
 
+    folder = Path(name)
+    if folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+        saved = load_from_disk(str(folder))
+        if (folder / "dataset_dict.json").is_file():
+            if split not in saved:
+                raise ValueError(f"the saved DatasetDict has no split {split!r} (it has {', '.join(saved)})")
+            saved = saved[split]
+        elif split != "train":
+            raise ValueError(f"a folder written by Dataset.save_to_disk holds one split, 'train', not {split!r}")
+        return saved.to_iterable_dataset() if streaming else saved
+    return load_dataset(name, config, split=split, streaming=streaming, cache_dir=cache_dir)
+
+
+def _load_hub_split(source: CorpusSource, split: str, streaming: bool):
     name = source.dataset_name
     try:
-        dataset = load_dataset(name, source.dataset_config_name, split=split, streaming=streaming, cache_dir=source.cache_dir)
+        dataset = load_dataset_split(name, source.dataset_config_name, split, streaming=streaming, cache_dir=source.cache_dir)
     except Exception as err:  # datasets raises many types (missing, offline, bad config): all are bad input here
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(

@@ -626,16 +626,14 @@ def _write_card(output_dir, config, args, results, source, trained_tokenizer, co
         "learning rate": f"{args.learning_rate:g} ({args.lr_scheduler_type}, AdamW, weight decay {args.weight_decay:g})",
         "mixed precision": results.get("mixed_precision", "no"),
         "tokenizer": "WordPiece trained on the corpus" if trained_tokenizer else portable_path(args.tokenizer_name or args.model_name_or_path),
-        "parameters": f"{results['num_parameters']:,}",
+        "parameters trained (base model without pooler, with the MLM head)": f"{results['num_parameters']:,}",
     }
     extra = {
         "Evaluation": "Held-out blocks are scored with a fixed 15% masking (80/10/10) and a fixed seed, so these "
         "numbers compare across runs and model variants trained on the same data, tokenizer and sequence length.",
         "Command": f"```\n{command or describe_call(args)}\n```",
     }
-    files = source.describe_files() if hasattr(source, "describe_files") else None
-    if files:
-        extra["Training data"] = files
+    files = source.describe_files()
     try:
         write_model_card(
             output_dir,
@@ -646,6 +644,7 @@ def _write_card(output_dir, config, args, results, source, trained_tokenizer, co
             base_model=portable_path(args.model_name_or_path) if args.model_name_or_path else None,
             training=training,
             extra_sections=extra,
+            training_data=f"Pretrained on {files}" if files else None,
         )
     except Exception as err:  # the card is documentation: never fail a finished run on it
         logger.warning("could not write the model card: %s", err)
