@@ -64,7 +64,7 @@ def test_sequential_pooling_reads_the_last_real_token_left_to_right():
 
 @pytest.mark.parametrize(
     "variant, layers",
-    [("universal_transformer", 1), ("sequential_universal_transformer", 1), ("hybrid_recurrent", None)],
+    [("universal_transformer", 1), ("sequential_universal_tied", 1), ("sequential_universal_transformer", 2), ("hybrid_recurrent", None)],
 )
 def test_shared_layers_are_one_module_applied_many_times(variant, layers, tmp_path):
     config = variant_config(variant, share_layers=True)
