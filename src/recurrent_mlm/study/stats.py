@@ -564,14 +564,19 @@ def hierarchical_bootstrap(
     )
 
 
-def paired_bootstrap(a, b, *, labels=None, metric: str = "mean", **kwargs) -> BootstrapResult:
+def paired_bootstrap(
+    a, b, *, labels=None, metric: str = "mean", names: tuple[str, str] = ("a", "b"), **kwargs
+) -> BootstrapResult:
     """Paired bootstrap of score(a) - score(b) for two models on one task.
 
     a, b: (pretraining seeds, fine-tuning seeds, items) per-item values, or (pretraining seeds, fine-tuning
-    seeds) run scores. Keyword arguments go to `hierarchical_bootstrap`.
+    seeds) run scores. `names` label the two models in the result. Keyword arguments go to
+    `hierarchical_bootstrap`.
     """
-    task = TaskResults(scores={"a": a, "b": b}, labels=labels, metric=metric, name="task")
-    return hierarchical_bootstrap(task, **kwargs).difference("a", "b")
+    if len(names) != 2 or names[0] == names[1]:
+        raise ValueError(f"names must be two distinct model names, got {names!r}.")
+    task = TaskResults(scores={names[0]: a, names[1]: b}, labels=labels, metric=metric, name="task")
+    return hierarchical_bootstrap(task, **kwargs).difference(*names)
 
 
 def paired_seed_bootstrap(a, b, **kwargs) -> BootstrapResult:
