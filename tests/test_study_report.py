@@ -38,7 +38,7 @@ def claim_folder(root, claim_id: str, effect: float):
     a = (rng.random((2, 2, 300)) < 0.75 + effect).astype(float)
     b = (rng.random((2, 2, 300)) < 0.75).astype(float)
     p = plan(claim_id, f"claim {claim_id} | with a pipe")
-    result = S.paired_bootstrap(a, b, n_resamples=500, names=("recurrent_bert", "bert"))
+    result = S.paired_bootstrap(a, b, n_resamples=200, names=("recurrent_bert", "bert"))
     decision = decide(p, [Evidence.from_bootstrap("sst2", result)])
     folder = root / claim_id
     runs = [
@@ -47,11 +47,12 @@ def claim_folder(root, claim_id: str, effect: float):
         for lr in (1e-4, 3e-4, 1e-3)
         for s in (base, base - 0.01, 0.5 if lr == 1e-3 else base + 0.01)
     ]
-    plots.plot_score_vs_learning_rate(folder / "score_vs_lr.png", runs, metric="accuracy", trivial_score=0.51)
+    if claim_id == "L1":  # one figure is enough to test the links; matplotlib is slow on a busy host
+        plots.plot_score_vs_learning_rate(folder / "score_vs_lr.png", runs, metric="accuracy", trivial_score=0.51)
     summary = make_summary(
         p, decision,
         tables=[{"title": "Scores", "columns": ["model", "mean"], "rows": [["bert", 0.75], ["recurrent_bert", 0.8]]}],
-        plots=[{"path": "score_vs_lr.png", "caption": "SST-2 accuracy against learning rate"}],
+        plots=[{"path": "score_vs_lr.png", "caption": "SST-2 accuracy against learning rate"}] if claim_id == "L1" else [],
         runs={"total": 8, "diverged": 1},
         run_info={"tier": "smoke", "command": "python -m recurrent_mlm.study lei --tier smoke", "machine": "test",
                   "wall_seconds": 12.0},
