@@ -20,16 +20,16 @@ from recurrent_mlm.study.planted import Design, planted_pair
 
 
 def make_plan(**overrides) -> Plan:
-    fields = dict(
-        claim_id="L1",
-        paper="Lei et al. 2022",
-        statement="the recurrent sublayer improves BERT at the same parameter count",
-        paper_numbers="+2.1 points averaged over 10 tasks",
-        protocol="pretrain both on the bundled corpus, fine-tune 3 seeds each",
-        metric="accuracy",
-        predicted_direction="greater",
-        comparisons=[Comparison("sst2", ("recurrent_bert", "bert"), task="sst2")],
-    )
+    fields = {
+        "claim_id": "L1",
+        "paper": "Lei et al. 2022",
+        "statement": "the recurrent sublayer improves BERT at the same parameter count",
+        "paper_numbers": "+2.1 points averaged over 10 tasks",
+        "protocol": "pretrain both on the bundled corpus, fine-tune 3 seeds each",
+        "metric": "accuracy",
+        "predicted_direction": "greater",
+        "comparisons": [Comparison("sst2", ("recurrent_bert", "bert"), task="sst2")],
+    }
     fields.update(overrides)
     return Plan(**fields)
 
@@ -76,8 +76,12 @@ def test_inconclusive_reports_the_minimum_detectable_effect():
 
 
 def test_holm_combines_several_tasks():
-    plan = make_plan(comparisons=[Comparison(t, ("recurrent_bert", "bert"), t) for t in ("cola", "sst2", "stsb")])
-    all_hold = decide(plan, [evidence("cola", 0.02, 0.01), evidence("sst2", 0.02, 0.02), evidence("stsb", 0.02, 0.04)])
+    plan = make_plan(
+        comparisons=[Comparison(t, ("recurrent_bert", "bert"), t) for t in ("cola", "sst2", "stsb")]
+    )
+    all_hold = decide(
+        plan, [evidence("cola", 0.02, 0.01), evidence("sst2", 0.02, 0.02), evidence("stsb", 0.02, 0.04)]
+    )
     assert all_hold["verdict"] == "reproduced"
     assert [r["p_holm"] for r in all_hold["comparisons"]] == pytest.approx([0.03, 0.04, 0.04])
     # 0.03 and 0.04 pass alone but not after Holm (0.06): only cola holds.
@@ -92,13 +96,21 @@ def test_holm_combines_several_tasks():
     # A comparison the run did not make counts against "all".
     partial = decide(plan, [evidence("cola", 0.02, 0.001)])
     assert partial["verdict"] == "inconclusive"
-    assert partial["comparisons"][1] == {"comparison": "sst2", "verdict": "not tested", "reason": "no evidence",
-                                         "models": ["recurrent_bert", "bert"]}
+    assert partial["comparisons"][1] == {
+        "comparison": "sst2",
+        "verdict": "not tested",
+        "reason": "no evidence",
+        "models": ["recurrent_bert", "bert"],
+    }
 
 
 def test_equivalence_and_trend_claims():
-    plan = make_plan(claim_id="M1", predicted_direction="equivalent", equivalence_margin=0.05,
-                     comparisons=[Comparison("wikitext", ("stable_lstm", "lstm"))])
+    plan = make_plan(
+        claim_id="M1",
+        predicted_direction="equivalent",
+        equivalence_margin=0.05,
+        comparisons=[Comparison("wikitext", ("stable_lstm", "lstm"))],
+    )
     assert decide(plan, [evidence("wikitext", 0.0, 0.9, low=-0.02, high=0.03)])["verdict"] == "reproduced"
     assert decide(plan, [evidence("wikitext", 0.1, 0.0, low=0.06, high=0.14)])["verdict"] == "contradicted"
     assert decide(plan, [evidence("wikitext", 0.04, 0.1, low=-0.01, high=0.09)])["verdict"] == "inconclusive"
@@ -110,11 +122,16 @@ def test_equivalence_and_trend_claims():
     up = decide(trend_plan, [Evidence.from_trend("order", S.trend_test(planted, order))])
     assert up["verdict"] == "reproduced" and up["reason"].startswith("Rho +1, 95% CI")
     # Calibration error predicted to fall along the order: direction "less".
-    falling = decide(make_plan(claim_id="A2", predicted_direction="less", comparisons=[Comparison("order", order)]),
-                     [Evidence.from_trend("order", S.trend_test({m: -v for m, v in planted.items()}, order))])
+    falling = decide(
+        make_plan(claim_id="A2", predicted_direction="less", comparisons=[Comparison("order", order)]),
+        [Evidence.from_trend("order", S.trend_test({m: -v for m, v in planted.items()}, order))],
+    )
     assert falling["verdict"] == "reproduced"
     shuffled = {m: rng.normal(0.7, 0.05, 4) for m in order}  # no order at all
-    assert decide(trend_plan, [Evidence.from_trend("order", S.trend_test(shuffled, order))])["verdict"] != "reproduced"
+    assert (
+        decide(trend_plan, [Evidence.from_trend("order", S.trend_test(shuffled, order))])["verdict"]
+        != "reproduced"
+    )
 
 
 def test_caveat_when_few_pretraining_seeds_carry_the_variance():
@@ -125,7 +142,9 @@ def test_caveat_when_few_pretraining_seeds_carry_the_variance():
     decision = decide(make_plan(), [Evidence.from_bootstrap("sst2", result)])
     assert decision["caveats"] and "3 pretraining seeds" in decision["caveats"][0]
     single = S.paired_item_bootstrap(a[0, 0], b[0, 0], n_resamples=500)
-    assert "one pretraining seed" in decide(make_plan(), [Evidence.from_bootstrap("sst2", single)])["caveats"][0]
+    assert (
+        "one pretraining seed" in decide(make_plan(), [Evidence.from_bootstrap("sst2", single)])["caveats"][0]
+    )
 
 
 def test_bad_evidence_and_plans_are_named():

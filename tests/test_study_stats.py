@@ -41,7 +41,8 @@ def test_item_metrics_match_reference_implementations():
     labels = rng.integers(0, 3, 300)
     predictions = np.where(rng.random((2, 2, 300)) < 0.6, labels, rng.integers(0, 3, (2, 2, 300)))
     bootstrap = S.hierarchical_bootstrap(
-        S.TaskResults({"a": predictions, "b": predictions[::-1]}, labels=labels, metric="mcc"), n_resamples=100
+        S.TaskResults({"a": predictions, "b": predictions[::-1]}, labels=labels, metric="mcc"),
+        n_resamples=100,
     )
     expected = np.mean([matthews_corrcoef(labels, predictions[p, f]) for p, f in product(range(2), range(2))])
     assert bootstrap.estimates[0, 0] == pytest.approx(expected, abs=1e-12)
@@ -131,7 +132,9 @@ def test_multi_task_average_shares_seed_draws():
     np.testing.assert_allclose(mean.distribution, 0.25 * parts[0].distribution + 0.75 * parts[1].distribution)
     assert "mean over 2 tasks" in mean.method
     with pytest.raises(ValueError, match="share the seeds design"):
-        S.hierarchical_bootstrap([t1, S.TaskResults({"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, name="x")])
+        S.hierarchical_bootstrap(
+            [t1, S.TaskResults({"a": np.zeros((2, 2)), "b": np.zeros((2, 2))}, name="x")]
+        )
 
 
 def test_bad_inputs_are_named():
@@ -170,7 +173,11 @@ def test_sign_flip_exact_hand_checked():
     assert S.sign_flip_test([1, 2, 3, 4, 5], alternative="less").p_value == pytest.approx(1.0)
     assert S.sign_flip_test([1.0, -1.0]).p_value == 1.0
     # Floating-point ties: flipping 0.3, -0.1, -0.2 (which sum to 0 only in exact arithmetic) keeps |sum|.
-    assert S.sign_flip_test([0.3, -0.1, -0.2, 0.5]).p_value == S.sign_flip_test([3, -1, -2, 5]).p_value == 10 / 16
+    assert (
+        S.sign_flip_test([0.3, -0.1, -0.2, 0.5]).p_value
+        == S.sign_flip_test([3, -1, -2, 5]).p_value
+        == 10 / 16
+    )
     d = np.random.default_rng(10).normal(0.3, 1.0, 17)
     exact = S.sign_flip_test(d, max_exact=17)
     monte_carlo = S.sign_flip_test(d, max_exact=16, n_resamples=40_000, seed=1)
@@ -190,8 +197,10 @@ def test_trend_test_exact_and_planted():
     r = S.trend_test(perfect)
     assert r.p_increasing == pytest.approx(1 / 36) and r.rho == pytest.approx(1.0)
     assert r.p_value == pytest.approx(2 / 36)
-    r = S.trend_test({"T": [0.1, 0.2, 0.1], "ST": [0.3, 0.4, 0.2], "SUT": [0.5, 0.6, 0.3], "LSTM": [0.7, 0.9, 0.8]},
-                     order=("T", "ST", "SUT", "LSTM"))
+    r = S.trend_test(
+        {"T": [0.1, 0.2, 0.1], "ST": [0.3, 0.4, 0.2], "SUT": [0.5, 0.6, 0.3], "LSTM": [0.7, 0.9, 0.8]},
+        order=("T", "ST", "SUT", "LSTM"),
+    )
     assert r.p_increasing == pytest.approx(24.0**-3) and r.rho == 1.0
     # Every ranking of 3 models once: no trend at all.
     balanced = np.array([list(p) for p in permutations([1.0, 2.0, 3.0])])
@@ -203,7 +212,9 @@ def test_trend_test_exact_and_planted():
     r = S.trend_test(planted)
     assert r.p_increasing < 0.001 and r.low > 0
     assert S.trend_test(planted[:, ::-1]).p_decreasing < 0.001
-    shuffled_p = [S.trend_test(np.stack([rng.permutation(row) for row in planted])).p_value for _ in range(40)]
+    shuffled_p = [
+        S.trend_test(np.stack([rng.permutation(row) for row in planted])).p_value for _ in range(40)
+    ]
     assert np.mean(np.array(shuffled_p) < 0.05) <= 0.15
 
 
@@ -235,7 +246,9 @@ def test_ece_matches_the_glue_metric():
     logits = rng.normal(size=(400, 3)) * 2
     probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     labels = rng.integers(0, 3, 400)
-    assert S.expected_calibration_error(probs, labels) == pytest.approx(glue_ece(probs, labels)["ece"], abs=1e-12)
+    assert S.expected_calibration_error(probs, labels) == pytest.approx(
+        glue_ece(probs, labels)["ece"], abs=1e-12
+    )
 
 
 def test_divergence_definitions():

@@ -77,7 +77,9 @@ class Comparison:
         if not self.name:
             raise ValueError("a comparison needs a name (e.g. the task, or 'T < ST < SUT < LSTM').")
         if len(self.models) < 2 or len(set(self.models)) != len(self.models):
-            raise ValueError(f"comparison {self.name!r}: models must be 2 (a - b) or more (a trend), all distinct.")
+            raise ValueError(
+                f"comparison {self.name!r}: models must be 2 (a - b) or more (a trend), all distinct."
+            )
 
     @property
     def kind(self) -> str:
@@ -116,7 +118,9 @@ class Plan:
             if not str(getattr(self, name)).strip():
                 raise ValueError(f"Plan.{name} is empty; a plan must say what it tests.")
         if self.predicted_direction not in DIRECTIONS:
-            raise ValueError(f"Plan.predicted_direction must be one of {DIRECTIONS}, got {self.predicted_direction!r}.")
+            raise ValueError(
+                f"Plan.predicted_direction must be one of {DIRECTIONS}, got {self.predicted_direction!r}."
+            )
         if not 0 < self.alpha < 1:
             raise ValueError(f"Plan.alpha must be in (0, 1), e.g. 0.05; got {self.alpha}.")
         if self.combine not in COMBINE:
@@ -130,7 +134,9 @@ class Plan:
             raise ValueError(f"Plan.primary {self.primary!r} is not one of the comparisons {names}.")
         if self.predicted_direction == "equivalent":
             if self.equivalence_margin is None or not self.equivalence_margin > 0:
-                raise ValueError("an 'equivalent' claim needs Plan.equivalence_margin > 0 (in the metric's units).")
+                raise ValueError(
+                    "an 'equivalent' claim needs Plan.equivalence_margin > 0 (in the metric's units)."
+                )
             if any(c.kind == "trend" for c in comparisons) or self.combine != "all":
                 raise ValueError("an 'equivalent' claim takes two-model comparisons and combine='all'.")
         elif self.equivalence_margin is not None:
@@ -144,7 +150,9 @@ class Plan:
 
     def to_dict(self) -> dict:
         data = asdict(self)
-        data["comparisons"] = [{"name": c.name, "models": list(c.models), "task": c.task} for c in self.comparisons]
+        data["comparisons"] = [
+            {"name": c.name, "models": list(c.models), "task": c.task} for c in self.comparisons
+        ]
         return data
 
     @classmethod
@@ -210,7 +218,12 @@ def write_plan(plan: Plan, path: str | Path, *, replace: bool = False, created: 
     creation time), so a changed plan is visible in the results.
     """
     path = Path(path)
-    record = {"schema": PLAN_SCHEMA, "created": created or _now(), "hash": plan.hash(), "plan": plan.to_dict()}
+    record = {
+        "schema": PLAN_SCHEMA,
+        "created": created or _now(),
+        "hash": plan.hash(),
+        "plan": plan.to_dict(),
+    }
     if path.exists():
         old_plan, old = read_plan(path)
         if old["hash"] == record["hash"]:
@@ -235,7 +248,9 @@ def read_plan(path: str | Path) -> tuple[Plan, dict]:
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"cannot read plan {path}: {err}") from err
     if record.get("schema") != PLAN_SCHEMA:
-        raise ValueError(f"{path} is not a study plan (schema {record.get('schema')!r}, expected {PLAN_SCHEMA!r}).")
+        raise ValueError(
+            f"{path} is not a study plan (schema {record.get('schema')!r}, expected {PLAN_SCHEMA!r})."
+        )
     plan = Plan.from_dict(record["plan"])
     if plan.hash() != record.get("hash"):
         raise ValueError(
@@ -274,20 +289,37 @@ class Evidence:
     @classmethod
     def from_bootstrap(cls, comparison: str, result: BootstrapResult) -> Evidence:
         return cls(
-            comparison=comparison, estimate=result.estimate, low=result.low, high=result.high, se=result.se,
-            p_value=result.p_value, confidence=result.confidence, method=result.method, sizes=dict(result.sizes),
-            estimates=dict(result.estimates), diagnostics=dict(result.diagnostics),
+            comparison=comparison,
+            estimate=result.estimate,
+            low=result.low,
+            high=result.high,
+            se=result.se,
+            p_value=result.p_value,
+            confidence=result.confidence,
+            method=result.method,
+            sizes=dict(result.sizes),
+            estimates=dict(result.estimates),
+            diagnostics=dict(result.diagnostics),
             p_floor=2.0 / result.n_resamples,
         )
 
     @classmethod
     def from_trend(cls, comparison: str, result: TrendResult) -> Evidence:
         return cls(
-            comparison=comparison, estimate=result.rho, low=result.low, high=result.high, se=result.se,
-            p_value=result.p_value, confidence=result.confidence, method=result.method,
+            comparison=comparison,
+            estimate=result.rho,
+            low=result.low,
+            high=result.high,
+            se=result.se,
+            p_value=result.p_value,
+            confidence=result.confidence,
+            method=result.method,
             sizes={"blocks": result.n_blocks, "models": len(result.order)},
-            diagnostics={"statistic": result.statistic, "p_increasing": result.p_increasing,
-                         "p_decreasing": result.p_decreasing},
+            diagnostics={
+                "statistic": result.statistic,
+                "p_increasing": result.p_increasing,
+                "p_decreasing": result.p_decreasing,
+            },
             effect_label="rho",
         )
 
@@ -297,8 +329,16 @@ def _caveats(evidence: Evidence) -> list[str]:
     share = evidence.diagnostics.get("seed_variance_share")
     out = []
     if seeds == 1:
-        out.append(f"{evidence.comparison}: one pretraining seed, so the interval is conditional on that pretraining run.")
-    elif seeds is not None and seeds < FEW_SEEDS and share is not None and not math.isnan(share) and share >= SEED_SHARE:
+        out.append(
+            f"{evidence.comparison}: one pretraining seed, so the interval is conditional on that pretraining run."
+        )
+    elif (
+        seeds is not None
+        and seeds < FEW_SEEDS
+        and share is not None
+        and not math.isnan(share)
+        and share >= SEED_SHARE
+    ):
         out.append(
             f"{evidence.comparison}: {seeds} pretraining seeds carry {share:.0%} of the effect's variance; a bootstrap "
             "over so few seeds gives too narrow an interval (docs/statistics.md), so read its verdict with care."
@@ -375,7 +415,9 @@ def decide(plan: Plan, evidence: Sequence[Evidence] | Mapping[str, Evidence]) ->
     planned = [c.name for c in plan.comparisons]
     for ev in evidence:
         if ev.comparison not in planned:
-            raise ValueError(f"evidence for {ev.comparison!r}, which plan {plan.claim_id} does not name ({planned}).")
+            raise ValueError(
+                f"evidence for {ev.comparison!r}, which plan {plan.claim_id} does not name ({planned})."
+            )
         if ev.comparison in by_name:
             raise ValueError(f"two pieces of evidence for comparison {ev.comparison!r}.")
         if abs(ev.confidence - (1 - plan.alpha)) > 1e-9:
@@ -385,8 +427,10 @@ def decide(plan: Plan, evidence: Sequence[Evidence] | Mapping[str, Evidence]) ->
             )
         by_name[ev.comparison] = ev
     tested = [
-        by_name[n] for n in planned
-        if n in by_name and all(math.isfinite(x) for x in (by_name[n].estimate, by_name[n].p_value, by_name[n].se))
+        by_name[n]
+        for n in planned
+        if n in by_name
+        and all(math.isfinite(x) for x in (by_name[n].estimate, by_name[n].p_value, by_name[n].se))
     ]
     if not tested:
         return not_tested(plan, "no comparison produced a finite result")
@@ -464,7 +508,12 @@ def not_tested(plan: Plan, reason: str) -> dict:
         "combine": plan.combine,
         "equivalence_margin": plan.equivalence_margin,
         "comparisons": [
-            {"comparison": c.name, "verdict": "not tested", "reason": reason.strip(), "models": list(c.models)}
+            {
+                "comparison": c.name,
+                "verdict": "not tested",
+                "reason": reason.strip(),
+                "models": list(c.models),
+            }
             for c in plan.comparisons
         ],
     }
@@ -472,13 +521,13 @@ def not_tested(plan: Plan, reason: str) -> dict:
 
 __all__ = [
     "COMBINE",
-    "Comparison",
     "DIRECTIONS",
-    "Evidence",
     "POWER",
+    "VERDICTS",
+    "Comparison",
+    "Evidence",
     "Plan",
     "PlanChangedError",
-    "VERDICTS",
     "decide",
     "default_decision_rule",
     "not_tested",

@@ -81,7 +81,9 @@ def error_rates(
     above = below = covered = 0
     for trial in range(trials):
         a, b = planted_pair(rng, design, effect, kind)
-        result = paired_bootstrap(a, b, n_resamples=n_resamples, confidence=confidence, seed=seed * 100_003 + trial)
+        result = paired_bootstrap(
+            a, b, n_resamples=n_resamples, confidence=confidence, seed=seed * 100_003 + trial
+        )
         above += result.low > 0
         below += result.high < 0
         covered += result.low <= effect <= result.high
@@ -101,12 +103,16 @@ def _main(argv=None) -> None:
         ("pretraining seeds large, 3 seeds", Design(sd_pretrain=0.1, sd_finetune=0.02)),
         ("pretraining seeds large, 10 seeds", Design(n_pretrain=10, sd_pretrain=0.1, sd_finetune=0.02)),
     ]
-    print("| regime | P x F x items | sd pretrain / finetune | kind | false positives (null) | coverage (normal, effect 0.05) |")
+    print(
+        "| regime | P x F x items | sd pretrain / finetune | kind | false positives (null) | coverage (normal, effect 0.05) |"
+    )
     print("|---|---|---|---|---:|---:|")
     started = time.perf_counter()
     for label, design in regimes:
         for kind in ("normal", "binary"):
-            null = error_rates(design, trials=args.trials, n_resamples=args.n_resamples, seed=args.seed, kind=kind)
+            null = error_rates(
+                design, trials=args.trials, n_resamples=args.n_resamples, seed=args.seed, kind=kind
+            )
             cover = ""
             if kind == "normal":
                 planted = error_rates(
@@ -117,8 +123,10 @@ def _main(argv=None) -> None:
                 f"| {label} | {design.n_pretrain} x {design.n_finetune} x {design.n_items} | "
                 f"{design.sd_pretrain} / {design.sd_finetune} | {kind} | {null['above'] + null['below']:.3f} | {cover} |"
             )
-    print(f"\n{args.trials} trials per cell, {args.n_resamples} resamples each, seed {args.seed}; "
-          f"{time.perf_counter() - started:.0f} s")
+    print(
+        f"\n{args.trials} trials per cell, {args.n_resamples} resamples each, seed {args.seed}; "
+        f"{time.perf_counter() - started:.0f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -76,7 +76,9 @@ def plot_runs(
             value = float(r[y])
             if not math.isfinite(value):
                 if reference is None:
-                    raise ValueError(f"run {r} has a non-finite {y!r}; pass reference= (the trivial predictor's value).")
+                    raise ValueError(
+                        f"run {r} has a non-finite {y!r}; pass reference= (the trivial predictor's value)."
+                    )
                 value = reference
             values.append(value)
         xs = np.array([float(r[x]) for r in mine])
@@ -89,12 +91,20 @@ def plot_runs(
         for r, xv, v in zip(mine, xs, values):
             collapsed, trivial = _flags(r)
             if collapsed:
-                ax.scatter([xv], [v], marker="x", s=45, color=color,
-                           label=None if "c" in marked else "collapsed run")
+                ax.scatter(
+                    [xv], [v], marker="x", s=45, color=color, label=None if "c" in marked else "collapsed run"
+                )
                 marked.add("c")
             elif trivial:
-                ax.scatter([xv], [v], marker="v", s=35, facecolors="none", edgecolors=color,
-                           label=None if "t" in marked else "no better than trivial")
+                ax.scatter(
+                    [xv],
+                    [v],
+                    marker="v",
+                    s=35,
+                    facecolors="none",
+                    edgecolors=color,
+                    label=None if "t" in marked else "no better than trivial",
+                )
                 marked.add("t")
             else:
                 ax.scatter([xv], [v], s=12, color=color, alpha=0.5)
@@ -112,29 +122,75 @@ def plot_runs(
     return _save(fig, path)
 
 
-def plot_score_vs_learning_rate(path, runs, *, metric: str = "score", trivial_score: float | None = None,
-                                title: str = "", y: str = "score") -> Path:
+def plot_score_vs_learning_rate(
+    path,
+    runs,
+    *,
+    metric: str = "score",
+    trivial_score: float | None = None,
+    title: str = "",
+    y: str = "score",
+) -> Path:
     """Fine-tuning score against peak learning rate per model (log x). Runs: model, learning_rate, score."""
-    return plot_runs(path, runs, x="learning_rate", y=y, xlabel="peak learning rate", ylabel=metric,
-                     title=title or "mean over seeds, band = +- 1 std, dots = runs", logx=True,
-                     reference=trivial_score)
+    return plot_runs(
+        path,
+        runs,
+        x="learning_rate",
+        y=y,
+        xlabel="peak learning rate",
+        ylabel=metric,
+        title=title or "mean over seeds, band = +- 1 std, dots = runs",
+        logx=True,
+        reference=trivial_score,
+    )
 
 
-def plot_accuracy_vs_n(path, runs, *, x: str = "n", xlabel: str = "N (key-value pairs)", title: str = "",
-                       chance: float | None = None, y: str = "accuracy") -> Path:
+def plot_accuracy_vs_n(
+    path,
+    runs,
+    *,
+    x: str = "n",
+    xlabel: str = "N (key-value pairs)",
+    title: str = "",
+    chance: float | None = None,
+    y: str = "accuracy",
+) -> Path:
     """Recall accuracy against N per model (log2 x). Runs: model, n, accuracy."""
-    return plot_runs(path, runs, x=x, y=y, xlabel=xlabel, ylabel="accuracy", title=title, logx=True, logx_base=2,
-                     reference=chance, reference_label="chance")
+    return plot_runs(
+        path,
+        runs,
+        x=x,
+        y=y,
+        xlabel=xlabel,
+        ylabel="accuracy",
+        title=title,
+        logx=True,
+        logx_base=2,
+        reference=chance,
+        reference_label="chance",
+    )
 
 
-def plot_loss_vs_context(path, runs, *, x: str = "context", y: str = "loss", title: str = "",
-                         ylabel: str = "held-out MLM loss") -> Path:
+def plot_loss_vs_context(
+    path, runs, *, x: str = "context", y: str = "loss", title: str = "", ylabel: str = "held-out MLM loss"
+) -> Path:
     """Loss against the context window the model is given (log2 x), per model. Runs: model, context, loss."""
-    return plot_runs(path, runs, x=x, y=y, xlabel="context window (tokens)", ylabel=ylabel, title=title,
-                     logx=True, logx_base=2)
+    return plot_runs(
+        path,
+        runs,
+        x=x,
+        y=y,
+        xlabel="context window (tokens)",
+        ylabel=ylabel,
+        title=title,
+        logx=True,
+        logx_base=2,
+    )
 
 
-def plot_accuracy_vs_attractors(path, rows: Sequence[Mapping], *, title: str = "", confidence: float = 0.95) -> Path:
+def plot_accuracy_vs_attractors(
+    path, rows: Sequence[Mapping], *, title: str = "", confidence: float = 0.95
+) -> Path:
     """Agreement accuracy against the number of attractors per model, with Wilson intervals.
 
     rows: {model, attractors, correct, total}; rows with the same model and attractor count are pooled, so
@@ -159,8 +215,16 @@ def plot_accuracy_vs_attractors(path, rows: Sequence[Mapping], *, title: str = "
         acc = np.where(total > 0, correct / np.maximum(total, 1), np.nan)
         low, high = wilson_interval(correct, total, confidence)
         offset = ks + (i * 0.08 - width / 2 if len(models) > 1 else 0.0)
-        ax.errorbar(offset, acc, yerr=[acc - low, high - acc], fmt="o-", capsize=3, color=f"C{i}", label=str(model),
-                    markersize=4)
+        ax.errorbar(
+            offset,
+            acc,
+            yerr=[acc - low, high - acc],
+            fmt="o-",
+            capsize=3,
+            color=f"C{i}",
+            label=str(model),
+            markersize=4,
+        )
     ax.set_xlabel("number of attractors")
     ax.set_ylabel("agreement accuracy")
     ax.set_xticks(sorted({int(r["attractors"]) for r in rows}))

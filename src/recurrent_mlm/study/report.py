@@ -28,8 +28,18 @@ SUMMARY_SCHEMA = "recurrent-mlm.study.summary/1"
 SUMMARY_FILE = "summary.json"
 REPORT_FILE = "report.md"
 VERDICTS_START, VERDICTS_END = "<!-- results:verdicts:start -->", "<!-- results:verdicts:end -->"
-_REQUIRED = ("schema", "claim_id", "paper", "statement", "paper_numbers", "protocol", "metric", "decision_rule",
-             "plan_hash", "decision")
+_REQUIRED = (
+    "schema",
+    "claim_id",
+    "paper",
+    "statement",
+    "paper_numbers",
+    "protocol",
+    "metric",
+    "decision_rule",
+    "plan_hash",
+    "decision",
+)
 _CLAIM_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 _RUN_COUNTS = ("total", "diverged", "collapsed", "trivial")
 
@@ -94,20 +104,26 @@ def validate_summary(summary: Mapping, source: str = "summary") -> dict:
     if summary["schema"] != SUMMARY_SCHEMA:
         raise ValueError(f"{source} has schema {summary['schema']!r}; this code reads {SUMMARY_SCHEMA!r}.")
     if not _CLAIM_ID.match(str(summary["claim_id"])):
-        raise ValueError(f"{source}: claim_id {summary['claim_id']!r} must be letters, digits, '_', '.', '-'.")
+        raise ValueError(
+            f"{source}: claim_id {summary['claim_id']!r} must be letters, digits, '_', '.', '-'."
+        )
     decision = summary["decision"]
     if not isinstance(decision, Mapping) or decision.get("schema") != DECISION_SCHEMA:
         raise ValueError(f"{source}: decision must be the record of decision.decide() or not_tested().")
     if decision.get("verdict") not in VERDICTS:
         raise ValueError(f"{source}: verdict {decision.get('verdict')!r} is not one of {VERDICTS}.")
     if decision.get("claim_id") != summary["claim_id"]:
-        raise ValueError(f"{source}: the decision is for claim {decision.get('claim_id')!r}, not {summary['claim_id']!r}.")
+        raise ValueError(
+            f"{source}: the decision is for claim {decision.get('claim_id')!r}, not {summary['claim_id']!r}."
+        )
     for i, table in enumerate(summary.get("tables") or []):
         if not {"title", "columns", "rows"} <= set(table):
             raise ValueError(f"{source}: tables[{i}] needs title, columns and rows.")
         width = len(table["columns"])
         if any(len(row) != width for row in table["rows"]):
-            raise ValueError(f"{source}: tables[{i}] ({table['title']!r}) has rows that are not {width} cells wide.")
+            raise ValueError(
+                f"{source}: tables[{i}] ({table['title']!r}) has rows that are not {width} cells wide."
+            )
     for i, plot in enumerate(summary.get("plots") or []):
         if "path" not in plot or Path(plot["path"]).is_absolute():
             raise ValueError(f"{source}: plots[{i}] needs a path relative to the claim folder.")
@@ -194,13 +210,18 @@ def verdict_table(summaries: Sequence[Mapping | str | os.PathLike]) -> str:
         effect = _effect_text(primary)
         if effect != "n/a" and len(decision.get("comparisons") or []) > 1:
             effect = f"{primary['comparison']}: {effect}"
-        rows.append([
-            f"{summary['claim_id']} ({summary['paper']})",
-            f"{summary['statement']} ({summary['paper_numbers']})" if summary["paper_numbers"] else summary["statement"],
-            f"**{decision['verdict']}**",
-            effect,
-            decision["reason"] + ("" if not decision.get("caveats") else " Caveat: " + " ".join(decision["caveats"])),
-        ])
+        rows.append(
+            [
+                f"{summary['claim_id']} ({summary['paper']})",
+                f"{summary['statement']} ({summary['paper_numbers']})"
+                if summary["paper_numbers"]
+                else summary["statement"],
+                f"**{decision['verdict']}**",
+                effect,
+                decision["reason"]
+                + ("" if not decision.get("caveats") else " Caveat: " + " ".join(decision["caveats"])),
+            ]
+        )
     return _table(["claim", "paper's claim", "our verdict", "effect (95% CI)", "why"], rows)
 
 
@@ -208,19 +229,26 @@ def _comparisons_table(decision: Mapping) -> str:
     rows = []
     for row in decision.get("comparisons") or []:
         scores = row.get("estimates") or {}
-        ordered = [m for m in row.get("models", []) if m in scores] + sorted(set(scores) - set(row.get("models", [])))
+        ordered = [m for m in row.get("models", []) if m in scores] + sorted(
+            set(scores) - set(row.get("models", []))
+        )
         estimates = ", ".join(f"{m}: {scores[m]:.4g}" for m in ordered)
-        rows.append([
-            row["comparison"],
-            estimates or "n/a",
-            _effect_text(row),
-            fmt_p(row.get("p_value"), row.get("p_floor")),
-            fmt_p(row.get("p_holm"), row.get("p_floor")) if row.get("p_holm") is not None else "n/a",
-            f"{row['mde']:.3g}" if row.get("mde") is not None else "n/a",
-            f"**{row['verdict']}**",
-            row.get("method", ""),
-        ])
-    return _table(["comparison", "scores", "effect (95% CI)", "p", "Holm p", "MDE (80% power)", "verdict", "method"], rows)
+        rows.append(
+            [
+                row["comparison"],
+                estimates or "n/a",
+                _effect_text(row),
+                fmt_p(row.get("p_value"), row.get("p_floor")),
+                fmt_p(row.get("p_holm"), row.get("p_floor")) if row.get("p_holm") is not None else "n/a",
+                f"{row['mde']:.3g}" if row.get("mde") is not None else "n/a",
+                f"**{row['verdict']}**",
+                row.get("method", ""),
+            ]
+        )
+    return _table(
+        ["comparison", "scores", "effect (95% CI)", "p", "Holm p", "MDE (80% power)", "verdict", "method"],
+        rows,
+    )
 
 
 def _image_link(plot: Mapping, claim_dir: Path | None, doc_dir: Path | None) -> str | None:
@@ -231,10 +259,15 @@ def _image_link(plot: Mapping, claim_dir: Path | None, doc_dir: Path | None) -> 
     return f"![{plot.get('caption', plot['path'])}]({link.as_posix()})"
 
 
-def _body(summary: Mapping, claim_dir: Path | None, doc_dir: Path | None, heading: str, full: bool) -> list[str]:
+def _body(
+    summary: Mapping, claim_dir: Path | None, doc_dir: Path | None, heading: str, full: bool
+) -> list[str]:
     decision = summary["decision"]
     out = []
-    out.append(f"**Paper's claim.** {summary['statement']}" + (f" ({summary['paper_numbers']})" if summary["paper_numbers"] else ""))
+    out.append(
+        f"**Paper's claim.** {summary['statement']}"
+        + (f" ({summary['paper_numbers']})" if summary["paper_numbers"] else "")
+    )
     out.append("")
     out.append(f"**Verdict: {decision['verdict']}.** {decision['reason']}")
     for caveat in decision.get("caveats") or []:
@@ -242,8 +275,14 @@ def _body(summary: Mapping, claim_dir: Path | None, doc_dir: Path | None, headin
         out.append(f"*Caveat.* {caveat}")
     out.append("")
     if full:
-        out += [f"**Protocol.** {summary['protocol']}", "", f"**Metric.** {summary['metric']}", "",
-                f"**Decision rule (written before the runs).** {summary['decision_rule']}", ""]
+        out += [
+            f"**Protocol.** {summary['protocol']}",
+            "",
+            f"**Metric.** {summary['metric']}",
+            "",
+            f"**Decision rule (written before the runs).** {summary['decision_rule']}",
+            "",
+        ]
     if any(r.get("verdict") != "not tested" for r in decision.get("comparisons") or []):
         out += [_comparisons_table(decision), ""]
     runs = summary.get("runs")
@@ -333,7 +372,9 @@ def _skeleton(ids: Sequence[str]) -> str:
     )
 
 
-def render_results_doc(text: str | None, summaries: Sequence[Mapping | str | os.PathLike], doc_dir: Path | None = None) -> str:
+def render_results_doc(
+    text: str | None, summaries: Sequence[Mapping | str | os.PathLike], doc_dir: Path | None = None
+) -> str:
     """The RESULTS.md text for `summaries`: `text` with its generated sections replaced (a new skeleton if None).
 
     A claim with no block yet gets one appended at the end; a block for a claim with no summary is an error.
@@ -343,10 +384,14 @@ def render_results_doc(text: str | None, summaries: Sequence[Mapping | str | os.
     if text is None:
         text = _skeleton(ids)
     if VERDICTS_START not in text or VERDICTS_END not in text:
-        raise ValueError(f"the document has no {VERDICTS_START} ... {VERDICTS_END} markers; add them where the verdict table goes.")
+        raise ValueError(
+            f"the document has no {VERDICTS_START} ... {VERDICTS_END} markers; add them where the verdict table goes."
+        )
     stale = sorted(set(re.findall(r"<!-- results:claim:(\S+?):start -->", text)) - set(ids))
     if stale:
-        raise ValueError(f"the document has blocks for claims {stale} with no summary; pass their summaries or remove the blocks.")
+        raise ValueError(
+            f"the document has blocks for claims {stale} with no summary; pass their summaries or remove the blocks."
+        )
     text = replace_between(text, VERDICTS_START, VERDICTS_END, verdict_table([s for s, _ in resolved]))
     for summary, claim_dir in resolved:
         start, end = claim_markers(summary["claim_id"])
@@ -391,7 +436,9 @@ def check_results_doc(path: str | Path, summaries: Sequence[Mapping | str | os.P
             problems.append(f"{path}: no block for {label} ({start}).")
         elif text[text.find(start) : text.find(end)] != expected[expected.find(start) : expected.find(end)]:
             problems.append(f"{path}: {label} is out of date.")
-    diff = "".join(difflib.unified_diff(text.splitlines(True), expected.splitlines(True), str(path), "generated", n=1))
+    diff = "".join(
+        difflib.unified_diff(text.splitlines(True), expected.splitlines(True), str(path), "generated", n=1)
+    )
     problems.append("regenerate with recurrent_mlm.study.report.update_results_doc; diff:\n" + diff[:4000])
     return problems
 

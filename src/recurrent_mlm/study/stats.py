@@ -93,7 +93,9 @@ def variance_components(run_scores) -> dict:
     """
     y = _finite_array(run_scores, "run_scores")
     if y.ndim != 2 or y.shape[0] < 2 or y.shape[1] < 2:
-        raise ValueError(f"run_scores must be (pretraining seeds >= 2, fine-tuning seeds >= 2), got {y.shape}.")
+        raise ValueError(
+            f"run_scores must be (pretraining seeds >= 2, fine-tuning seeds >= 2), got {y.shape}."
+        )
     p, f = y.shape
     means = y.mean(axis=1)
     within = float(((y - means[:, None]) ** 2).sum() / (p * (f - 1)))
@@ -435,7 +437,9 @@ class HierarchicalBootstrap:
 def _prepare_task(task: TaskResults, models: tuple[str, ...], index: int) -> dict:
     name = task.name or f"task{index}"
     if set(task.scores) != set(models):
-        raise ValueError(f"task {name!r} has models {sorted(task.scores)}; every task needs {sorted(models)}.")
+        raise ValueError(
+            f"task {name!r} has models {sorted(task.scores)}; every task needs {sorted(models)}."
+        )
     metric = item_metric(task.metric)
     arrays = [_finite_array(task.scores[m], f"scores[{m!r}] of task {name!r}") for m in models]
     shape = arrays[0].shape
@@ -473,7 +477,11 @@ def _prepare_task(task: TaskResults, models: tuple[str, ...], index: int) -> dic
     matrix = np.ascontiguousarray(np.moveaxis(features, 3, 0).reshape(n_items, -1))  # (items, M*P*F*k)
     runs = metric.finish(matrix.sum(axis=0).reshape(len(models), *shape[:2], k), n_items)
     prepared.update(
-        items=n_items, runs=runs, matrix=matrix, k=k, finish=metric.finish,
+        items=n_items,
+        runs=runs,
+        matrix=matrix,
+        k=k,
+        finish=metric.finish,
         sizes={"pretrain": shape[0], "finetune": shape[1], "items": n_items},
     )
     return prepared
@@ -503,7 +511,9 @@ def hierarchical_bootstrap(
     if not tasks:
         raise ValueError("hierarchical_bootstrap needs at least one task.")
     if int(n_resamples) < 100:
-        raise ValueError(f"n_resamples={n_resamples} is too few for a 95% interval; use >= 1000 (default 10000).")
+        raise ValueError(
+            f"n_resamples={n_resamples} is too few for a 95% interval; use >= 1000 (default 10000)."
+        )
     resample = tuple(resample)
     unknown = set(resample) - set(LEVELS)
     if unknown:
@@ -517,7 +527,9 @@ def hierarchical_bootstrap(
         raise ValueError(f"task names must be unique, got {names}.")
     pf = prepared[0]["pf"]
     if any(p["pf"] != pf for p in prepared):
-        raise ValueError(f"every task must share the seeds design (pretrain, finetune); got {[p['pf'] for p in prepared]}.")
+        raise ValueError(
+            f"every task must share the seeds design (pretrain, finetune); got {[p['pf'] for p in prepared]}."
+        )
     n_pre, n_fine = pf
     n_models = len(models)
     rng = _seed_rng(seed)
@@ -588,7 +600,9 @@ def paired_seed_bootstrap(a, b, **kwargs) -> BootstrapResult:
     if b.ndim == 1:
         b = b[:, None]
     if a.ndim != 2:
-        raise ValueError(f"seed scores must be (seeds,) or (pretraining seeds, fine-tuning seeds), got {a.shape}.")
+        raise ValueError(
+            f"seed scores must be (seeds,) or (pretraining seeds, fine-tuning seeds), got {a.shape}."
+        )
     return paired_bootstrap(a, b, **kwargs)
 
 
@@ -619,8 +633,12 @@ class McNemarResult:
 
     def to_dict(self) -> dict:
         return {
-            "a_only": self.a_only, "b_only": self.b_only, "n_discordant": self.n_discordant,
-            "n_items": self.n_items, "p_value": self.p_value, "alternative": self.alternative,
+            "a_only": self.a_only,
+            "b_only": self.b_only,
+            "n_discordant": self.n_discordant,
+            "n_items": self.n_items,
+            "p_value": self.p_value,
+            "alternative": self.alternative,
         }
 
 
@@ -635,7 +653,9 @@ def mcnemar_exact(correct_a, correct_b, *, alternative: str = "two-sided") -> Mc
     a = np.asarray(correct_a)
     b = np.asarray(correct_b)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"correct_a and correct_b must be paired (items,) arrays, got {a.shape} and {b.shape}.")
+        raise ValueError(
+            f"correct_a and correct_b must be paired (items,) arrays, got {a.shape} and {b.shape}."
+        )
     for name, x in (("correct_a", a), ("correct_b", b)):
         if not np.isin(x, (0, 1)).all():
             raise ValueError(f"{name} must be 0/1 or boolean per-item correctness.")
@@ -645,7 +665,9 @@ def mcnemar_exact(correct_a, correct_b, *, alternative: str = "two-sided") -> Mc
     b_only = int(np.sum(~a & b))
     n = a_only + b_only
     p = 1.0 if n == 0 else float(_sps.binomtest(a_only, n, 0.5, alternative=alternative).pvalue)
-    return McNemarResult(a_only=a_only, b_only=b_only, n_items=int(a.size), p_value=min(1.0, p), alternative=alternative)
+    return McNemarResult(
+        a_only=a_only, b_only=b_only, n_items=int(a.size), p_value=min(1.0, p), alternative=alternative
+    )
 
 
 @dataclass(frozen=True)
@@ -659,8 +681,12 @@ class SignFlipResult:
 
     def to_dict(self) -> dict:
         return {
-            "mean_difference": self.mean_difference, "n": self.n, "p_value": self.p_value, "exact": self.exact,
-            "n_permutations": self.n_permutations, "alternative": self.alternative,
+            "mean_difference": self.mean_difference,
+            "n": self.n,
+            "p_value": self.p_value,
+            "exact": self.exact,
+            "n_permutations": self.n_permutations,
+            "alternative": self.alternative,
         }
 
 
@@ -710,8 +736,12 @@ def sign_flip_test(
     count = int(hits.sum())
     p = count / means.size if exact else (1 + count) / (1 + means.size)
     return SignFlipResult(
-        mean_difference=observed, n=n, p_value=float(min(1.0, p)), exact=exact,
-        n_permutations=int(means.size), alternative=alternative,
+        mean_difference=observed,
+        n=n,
+        p_value=float(min(1.0, p)),
+        exact=exact,
+        n_permutations=int(means.size),
+        alternative=alternative,
     )
 
 
@@ -856,7 +886,9 @@ def _class_probabilities(probabilities, labels) -> tuple[np.ndarray, np.ndarray]
         )
     if np.all(np.isfinite(p)):
         if np.any(p < -1e-6) or np.any(np.abs(p.sum(axis=1) - 1) > 1e-4):
-            raise ValueError("probabilities must be in [0, 1] and sum to 1 per example: pass softmax outputs, not logits.")
+            raise ValueError(
+                "probabilities must be in [0, 1] and sum to 1 per example: pass softmax outputs, not logits."
+            )
         if np.any((y < 0) | (y >= p.shape[1])):
             raise ValueError(f"labels must be class ids in [0, {p.shape[1]}).")
     return p, y.astype(np.int64)
@@ -920,8 +952,12 @@ class Divergence:
         return self.collapsed or self.trivial
 
     def to_dict(self) -> dict:
-        return {"collapsed": self.collapsed, "trivial": self.trivial, "diverged": self.diverged,
-                "reasons": list(self.reasons)}
+        return {
+            "collapsed": self.collapsed,
+            "trivial": self.trivial,
+            "diverged": self.diverged,
+            "reasons": list(self.reasons),
+        }
 
 
 def classify_divergence(
@@ -969,19 +1005,24 @@ def failure_rate(flags, confidence: float = 0.95) -> dict:
     flags = np.asarray(flags, dtype=bool).ravel()
     failed = int(flags.sum())
     low, high = wilson_interval(failed, flags.size, confidence)
-    return {"failed": failed, "runs": int(flags.size), "rate": failed / flags.size if flags.size else math.nan,
-            "low": low, "high": high}
+    return {
+        "failed": failed,
+        "runs": int(flags.size),
+        "rate": failed / flags.size if flags.size else math.nan,
+        "low": low,
+        "high": high,
+    }
 
 
 __all__ = [
     "ALTERNATIVES",
-    "BootstrapResult",
-    "Divergence",
     "ECE_BINS",
-    "HierarchicalBootstrap",
-    "ItemMetric",
     "LEVELS",
     "METRICS",
+    "BootstrapResult",
+    "Divergence",
+    "HierarchicalBootstrap",
+    "ItemMetric",
     "McNemarResult",
     "SignFlipResult",
     "TaskResults",
