@@ -808,7 +808,8 @@ def trend_test(
     masks); average nested fine-tuning runs within it first. For a predicted *decrease* (e.g. calibration
     error), list the models in the order predicted to fall and read `p_decreasing`, or reverse the order.
     Page's L is the within-block permutation test of the mean Spearman correlation with the predicted order,
-    exact for small designs (scipy), so its p-value needs no distributional assumption.
+    exact for small designs (scipy), so its p-value needs no distributional assumption. Tied scores within a
+    block share their average rank; the exact null assumes no ties, so with ties the p-value is approximate.
     """
     _check_confidence(confidence)
     if isinstance(scores, Mapping):
