@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats as _sps
 
-from ..training_utils import atomic_write_json
+from ..files import atomic_write_json
 from .stats import BootstrapResult, TrendResult, holm
 
 VERDICTS = ("reproduced", "contradicted", "inconclusive", "not tested")

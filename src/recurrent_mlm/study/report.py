@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..training_utils import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 from .decision import DECISION_SCHEMA, VERDICTS, Plan, fmt, fmt_p
 
 SUMMARY_SCHEMA = "recurrent-mlm.study.summary/1"
