@@ -180,6 +180,9 @@ class DataclassArgumentParser:
                 kwargs[key] = meta[key]
         if "metavar" not in kwargs and "choices" not in kwargs:
             kwargs["metavar"] = _metavar(f.name, kwargs["type"])
+        if not flags[0].startswith("-"):  # a positional argument: its name is the field's
+            del kwargs["dest"]
+            flags = [f.name]
         target.add_argument(*flags, **kwargs)
 
     # -- parsing -------------------------------------------------------------------------------------------
