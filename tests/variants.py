@@ -20,6 +20,7 @@ VARIANTS = {
     ),
     "lstm": dict(encoder_type="lstm"),
     "lstm_mean_stable": dict(encoder_type="lstm", pooling="mean", lstm_max_singular_value=0.9),
+    "lstm_forward": dict(encoder_type="lstm", lstm_bidirectional=False),
     "hybrid_lstm": dict(encoder_type="lstm", num_attention_layers=1),
     "recurrent": dict(encoder_type="recurrent", recurrence="gated", pooling="last"),
     "hybrid_recurrent": dict(encoder_type="recurrent", recurrence="simple", num_attention_layers=1),
