@@ -18,9 +18,16 @@ class _Parser(argparse.ArgumentParser):
 def _probes():
     """name -> (arguments class, function, one-line description, printed part of the markdown)."""
     from .agreement import AgreementArgs, score_agreement
+    from .agreement_train import AgreementTrainArgs, run_agreement_train
+    from .memory import MemoryArgs, probe_memory
+    from .recall import RecallArgs, run_recall
 
     return {
         "agreement": (AgreementArgs, score_agreement, "zero-shot subject-verb agreement of a masked LM"),
+        "agreement-train": (AgreementTrainArgs, run_agreement_train,
+                            "trained agreement probe: fine-tune on Linzen's prefixes, accuracy by attractors, ECE, seeds"),
+        "recall": (RecallArgs, run_recall, "in-context associative recall (MQAR) trained from scratch per model"),
+        "memory": (MemoryArgs, probe_memory, "how much context a model uses: windowed loss, prefix decay, LSTM norms"),
     }
 
 
