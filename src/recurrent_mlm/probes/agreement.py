@@ -201,13 +201,24 @@ class _InputBuilder:
 def _row_log_probs(
     loaded: LoadedModel, rows: list[tuple[int, ...]], positions: list[int], needed: list[set[int]], batch_size: int
 ) -> list[dict[int, float]]:
-    """Log-probabilities of the `needed` token ids at each row's mask position, batched by length."""
+    """Log-probabilities of the `needed` token ids at each row's mask position. Rows are batched by exact
+    length where a length has enough rows (no padding: the recurrences then need no reordering), and the rest
+    by similar length."""
     model, device = loaded.model, loaded.device
     pad = loaded.tokenizer.pad_token_id if loaded.tokenizer.pad_token_id is not None else 0
     out: list[dict[int, float]] = [{} for _ in rows]
-    order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
+    by_length: dict[int, list[int]] = {}
+    for r in range(len(rows)):
+        by_length.setdefault(len(rows[r]), []).append(r)
+    chunks, leftover = [], []
+    for length in sorted(by_length):
+        members = by_length[length]
+        if len(members) >= max(1, batch_size // 4):
+            chunks += [members[i : i + batch_size] for i in range(0, len(members), batch_size)]
+        else:
+            leftover += members
+    chunks += [leftover[i : i + batch_size] for i in range(0, len(leftover), batch_size)]
+    for chunk in chunks:
         length = max(len(rows[r]) for r in chunk)
         ids = torch.full((len(chunk), length), pad, dtype=torch.long)
         mask = torch.zeros((len(chunk), length), dtype=torch.long)
