@@ -110,6 +110,33 @@ def test_lstm_sees_left_through_forward_and_right_through_backward():
     assert model.encoder(embeddings, context).last_hidden_state.shape == (1, 9, 32)
 
 
+@pytest.mark.parametrize("padded", [False, True])
+def test_forward_only_lstm_is_causal(padded):
+    """`lstm_bidirectional=False`: no position sees a later token (every layer, MLM logits included)."""
+    model = RecurrentMLMForMaskedLM(variant_config("lstm", lstm_bidirectional=False)).eval()
+    assert not model.model.encoder.lstm.bidirectional
+    length = 10
+    ids = torch.randint(5, 100, (1, length))
+    mask = torch.ones_like(ids)
+    if padded:  # left padding: the real tokens are packed, so padding must not leak into them either
+        ids, mask = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], 1), torch.cat([torch.zeros(1, 3, dtype=torch.long), mask], 1)
+    offset = ids.shape[1] - length
+    with torch.no_grad():
+        logits = model(ids, attention_mask=mask).logits
+        for t in range(length - 1):
+            changed = ids.clone()
+            changed[0, offset + t + 1 :] = torch.randint(5, 100, (length - t - 1,))
+            after = model(changed, attention_mask=mask).logits
+            torch.testing.assert_close(after[0, offset : offset + t + 1], logits[0, offset : offset + t + 1])
+            assert not torch.allclose(after[0, -1], logits[0, -1])  # ... while the future itself does change
+    with pytest.raises(ValueError, match="lstm_bidirectional"):
+        variant_config("bert", lstm_bidirectional=False)
+    config = preset_config("mini", encoder_type="lstm", lstm_bidirectional=False)
+    bert = count_parameters(preset_config("mini", "bert"), include_embeddings=False)
+    assert abs(count_parameters(config, include_embeddings=False) - bert) / bert <= PARAMETER_TOLERANCE
+    assert config.lstm_hidden_size > preset_config("mini", "lstm").lstm_hidden_size  # one direction, wider
+
+
 @pytest.mark.parametrize("pooling", ["final", "mean", "cls", "last"])
 def test_lstm_pooling_options(pooling):
     model = RecurrentMLMModel(variant_config("lstm", pooling=pooling)).eval()

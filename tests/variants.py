@@ -18,6 +18,7 @@ EXTRA = {
     ),
     "lstm_mean_stable": dict(encoder_type="lstm", pooling="mean", lstm_max_singular_value=0.9),
     "recurrent_gated_last": dict(encoder_type="recurrent", recurrence="gated", pooling="last"),
+    "lstm_forward": dict(encoder_type="lstm", lstm_bidirectional=False),
 }
 
 VARIANTS = {**{name: dict(v.fields) for name, v in _TABLE.items()}, **EXTRA}

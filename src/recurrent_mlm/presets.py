@@ -166,6 +166,7 @@ _ENCODER_FIELDS = {
     "sequential_combine",
     "sequential_tie_directions",
     "lstm_hidden_size",
+    "lstm_bidirectional",
     "lstm_max_singular_value",
     "pooling",
     "recurrence",

@@ -43,7 +43,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
         encoder_type (`str`, defaults to `"transformer"`):
             `"transformer"`: BERT's post-LN encoder. `"sequential_transformer"`: a left-to-right and a
             right-to-left stack of future-masked Transformer layers whose outputs are combined (Abnar et al.).
-            `"lstm"`: a multi-layer bidirectional LSTM. `"recurrent"`: a stack of recurrent sublayers without
+            `"lstm"`: a multi-layer LSTM, bidirectional unless `lstm_bidirectional=False`. `"recurrent"`: a stack of recurrent sublayers without
             attention (needs `recurrence`).
         share_layers (`bool`, defaults to `False`):
             Apply one layer's weights at every depth (a Universal Transformer; ALBERT-style sharing).
@@ -57,7 +57,11 @@ class RecurrentMLMConfig(PreTrainedConfig):
             Use one stack of causal layers for both reading directions (the right-to-left pass runs it on the
             flipped sequence). With `share_layers=True` too, the encoder is a single layer.
         lstm_hidden_size (`int`, *optional*):
-            Hidden size of each LSTM direction; defaults to `hidden_size // 2`.
+            Hidden size of each LSTM direction; defaults to `hidden_size // 2` (`hidden_size` for a
+            forward-only LSTM).
+        lstm_bidirectional (`bool`, defaults to `True`):
+            `False` runs the LSTM left to right only: every position then sees only itself and what precedes
+            it (a causal control for probes, not a masked LM that can use right context).
         lstm_max_singular_value (`float`, *optional*):
             If set, `RecurrentMLMPreTrainedModel.project_recurrent_weights()` (called by the training scripts
             after every optimizer step) rescales each LSTM recurrent matrix so that its spectral norm is at
@@ -119,6 +123,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
         sequential_combine: str = "sum",
         sequential_tie_directions: bool = False,
         lstm_hidden_size: int | None = None,
+        lstm_bidirectional: bool = True,
         lstm_max_singular_value: float | None = None,
         pooling: str | None = None,
         recurrence: str | None = None,
@@ -150,6 +155,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
         self.sequential_combine = sequential_combine
         self.sequential_tie_directions = sequential_tie_directions
         self.lstm_hidden_size = lstm_hidden_size
+        self.lstm_bidirectional = lstm_bidirectional
         self.lstm_max_singular_value = lstm_max_singular_value
         self.pooling = pooling
         self.recurrence = recurrence
@@ -181,7 +187,7 @@ class RecurrentMLMConfig(PreTrainedConfig):
                     self.hidden_size, self.intermediate_size, even=self.recurrence_direction == "bidirectional"
                 )
         if self.encoder_type == "lstm" and self.lstm_hidden_size is None:
-            self.lstm_hidden_size = max(1, self.hidden_size // 2)
+            self.lstm_hidden_size = max(1, self.hidden_size // (2 if self.lstm_bidirectional else 1))
 
     def _validate(self) -> None:
         def bad(field: str, message: str):
@@ -228,6 +234,10 @@ class RecurrentMLMConfig(PreTrainedConfig):
             bad("sequential_tie_directions", "only applies to encoder_type='sequential_transformer'.")
         if self.share_layers and self.encoder_type == "lstm":
             bad("share_layers", "weight sharing across depth applies to layer stacks, not to the LSTM.")
+        if not isinstance(self.lstm_bidirectional, bool):
+            bad("lstm_bidirectional", f"must be True or False, got {self.lstm_bidirectional!r}.")
+        if not self.lstm_bidirectional and self.encoder_type != "lstm":
+            bad("lstm_bidirectional", "only applies to encoder_type='lstm'.")
         if self.lstm_max_singular_value is not None:
             if self.encoder_type != "lstm":
                 bad("lstm_max_singular_value", "only applies to encoder_type='lstm'.")

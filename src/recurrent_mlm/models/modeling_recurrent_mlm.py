@@ -603,6 +603,8 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
     In each layer the forward direction gives a position its left context and the backward direction its
     right context; as in PyTorch's stacked bidirectional LSTM (unlike ELMo's two separate stacks) each layer
     reads both directions of the layer below. The input at a masked position is `[MASK]`, so nothing leaks.
+    With `lstm_bidirectional=False` there is only the forward direction: a causal encoder (a control for
+    probes of what bidirectional recurrence adds).
     Padding is packed away (real tokens are first gathered to the front, so left padding works too). The LSTM
     runs in float32 under autocast, like the other recurrences. Optionally topped with attention layers.
     """
@@ -615,10 +617,11 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
             hidden_size=config.lstm_hidden_size,
             num_layers=config.num_hidden_layers,
             batch_first=True,
-            bidirectional=True,
+            bidirectional=config.lstm_bidirectional,
             dropout=config.hidden_dropout_prob if config.num_hidden_layers > 1 else 0.0,
         )
-        self.projection = nn.Linear(2 * config.lstm_hidden_size, config.hidden_size)
+        directions = 2 if config.lstm_bidirectional else 1
+        self.projection = nn.Linear(directions * config.lstm_hidden_size, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.pooling = config.pooling
@@ -653,8 +656,9 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
                 states = undo_order(states, order)
         output = self._project(states)  # (batch, seq, hidden)
         pooled = None
-        if self.pooling == "final":  # top layer's final forward state and final backward state
-            pooled = self._project(torch.cat([h_n[-2], h_n[-1]], dim=-1))
+        if self.pooling == "final":  # top layer's final forward state (and final backward state)
+            final = torch.cat([h_n[-2], h_n[-1]], dim=-1) if self.lstm.bidirectional else h_n[-1]
+            pooled = self._project(final)
         hidden = (hidden_states, output) if output_hidden_states else None
         encoder_output = EncoderOutput(output, hidden, () if output_attentions else None, pooled)
         return self._apply_attention_stack(encoder_output, context, output_hidden_states, output_attentions)
