@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import run_glue
-from recurrent_mlm.glue.demo import demo_arguments
+from recurrent_mlm.recipes import glue_argv as demo_arguments
 from tests.conftest import REPO_ROOT, subprocess_env, tiny_config_kwargs
 from tests.test_glue_data import GLUE, write_mnli_layout, write_qqp_layout
 

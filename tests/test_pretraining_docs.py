@@ -6,7 +6,7 @@ import re
 import shlex
 
 import run_pretraining
-from recurrent_mlm.pretraining.recipes import demo_args
+from recurrent_mlm.recipes import pretraining_argv as demo_args
 from tests.conftest import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "pretraining.md"

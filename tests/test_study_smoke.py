@@ -49,3 +49,24 @@ def test_smoke_tier_end_to_end(tmp_path, capsys):
         from recurrent_mlm.study.tiers import get_tier
 
         get_tier("huge")
+
+
+@pytest.mark.slow
+def test_main_job_at_the_smoke_tier(tmp_path):
+    """scripts/demo.py's stages and closing table, at the smoke tier (the real job runs the demo tier)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT, subprocess_env
+
+    out = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "demo.py"), "--tier", "smoke", "--skip_variants",
+         "--output_dir", str(out), "--corpus", str(CORPUS)],  # fmt: skip
+        env=subprocess_env(), capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    table = (out / "comparison.md").read_text()
+    for row in ("held-out MLM loss", "zero-shot agreement", "SST-2 dev accuracy", "seed std", "failed runs"):
+        assert row in table
+    assert "Lei et al.'s claim L1 at this scale" in table
