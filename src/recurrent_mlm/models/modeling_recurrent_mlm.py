@@ -153,6 +153,11 @@ def undo_order(x: torch.Tensor, order) -> torch.Tensor:
     return apply_order(x, (order[1], order[0]))
 
 
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: recurrent states and losses stay float32 under bf16/fp16, float64 in a float64 model."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Embeddings and attention (BERT's)
 # ----------------------------------------------------------------------------------------------------------
@@ -352,9 +357,9 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
-        # The state is kept in float32 whatever the autocast dtype.
-        c = self.directional_scan([x1.float()], context)
-        h = (c + self.state_bias.float()) * torch.sigmoid(x2.float() + self.gate_bias.float())
+        # The state is kept in float32 (float64 in a float64 model) whatever the autocast dtype.
+        c = self.directional_scan([_full(x1)], context)
+        h = (c + _full(self.state_bias)) * torch.sigmoid(_full(x2) + _full(self.gate_bias))
         return h.to(x1.dtype)
 
 
@@ -372,9 +377,9 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)
-        f = torch.sigmoid(f_logits.float() + self.forget_bias.float())
-        c = self.directional_scan([z.float(), f], context)
-        return (c + self.state_bias.float()).to(z.dtype)
+        f = torch.sigmoid(_full(f_logits) + _full(self.forget_bias))
+        c = self.directional_scan([_full(z), f], context)
+        return (c + _full(self.state_bias)).to(z.dtype)
 
 
 RECURRENCE_CLASSES = {"simple": RecurrentMLMSimpleRecurrence, "gated": RecurrentMLMGatedRecurrence}
@@ -1043,7 +1048,7 @@ class RecurrentMLMForMaskedLM(RecurrentMLMPreTrainedModel):
             logits = self.cls(sequence_output)  # (batch, seq, vocab)
             target = labels
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(_full(logits.reshape(-1, logits.shape[-1])), target.reshape(-1), ignore_index=-100)
         output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         return _return(output, return_dict, self.config)
 
@@ -1057,13 +1062,14 @@ def _classification_loss(config, logits: torch.Tensor, labels: torch.Tensor, num
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
+    logits = _full(logits)
     if config.problem_type == "regression":
         if num_labels == 1:
-            return F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
-        return F.mse_loss(logits.float(), labels.float())
+            return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels).float(), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
 class RecurrentMLMForSequenceClassification(RecurrentMLMPreTrainedModel):
@@ -1133,7 +1139,7 @@ class RecurrentMLMForTokenClassification(RecurrentMLMPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
+            loss = F.cross_entropy(_full(logits.view(-1, self.num_labels)), labels.view(-1), ignore_index=-100)
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1174,8 +1180,8 @@ class RecurrentMLMForQuestionAnswering(RecurrentMLMPreTrainedModel):
             start = start_positions.view(-1).clamp(0, ignored)
             end = end_positions.view(-1).clamp(0, ignored)
             loss = (
-                F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-                + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
+                F.cross_entropy(_full(start_logits), start, ignore_index=ignored)
+                + F.cross_entropy(_full(end_logits), end, ignore_index=ignored)
             ) / 2
         output = QuestionAnsweringModelOutput(
             loss=loss,
@@ -1227,7 +1233,7 @@ class RecurrentMLMForMultipleChoice(RecurrentMLMPreTrainedModel):
             return_dict=True,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        loss = F.cross_entropy(_full(logits), labels) if labels is not None else None
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
