@@ -44,7 +44,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
+from .recurrence import capturing_graph, gated_recurrence, resolve_implementation, simple_recurrence
 
 logger = logging.get_logger(__name__)
 
@@ -58,13 +58,18 @@ class SequenceContext:
     `attention_mask` is the usual `(batch, seq)` 1/0 mask or `None` (no padding). Orders are `None` (the
     identity), `"flip"`, or a pair `(index, inverse)` of `(batch, seq)` gathers that put the real tokens first
     in the wanted reading order; recurrences run on the reordered sequence, so padding never feeds a real token.
+
+    In eager mode a mask without padding is dropped (no masks to build, nothing to reorder). While a graph is
+    captured (`torch.compile`, `torch.export`, ONNX, `jit.trace`) that check on the mask's values would break the
+    graph or be frozen into it, so the general path runs instead: the same outputs, with or without padding.
     """
 
     def __init__(self, attention_mask: torch.Tensor | None, dtype: torch.dtype, attn_implementation: str | None):
-        if attention_mask is not None and bool(attention_mask.all()):
+        if attention_mask is not None and not capturing_graph() and bool(attention_mask.all()):
             attention_mask = None
         self.attention_mask = attention_mask
         self.dtype = dtype
+        self.attn_implementation = attn_implementation
         self.eager = attn_implementation in (None, "eager")
         self._cache: dict[str, object] = {}
 
@@ -79,7 +84,8 @@ class SequenceContext:
         def build():
             mask = None if self.attention_mask is None else self.attention_mask.flip(1)
             ctx = SequenceContext.__new__(SequenceContext)
-            ctx.attention_mask, ctx.dtype, ctx.eager, ctx._cache = mask, self.dtype, self.eager, {}
+            ctx.attention_mask, ctx.dtype, ctx._cache = mask, self.dtype, {}
+            ctx.attn_implementation, ctx.eager = self.attn_implementation, self.eager
             return ctx
 
         return self._cached("flipped", build)
@@ -98,14 +104,15 @@ class SequenceContext:
         allowed = torch.ones(1, 1, length, length, dtype=torch.bool, device=device)
         if mask is not None:
             allowed = allowed & mask[:, None, None, :].bool()
+        positions = torch.arange(length, device=device)
         if causal:
-            positions = torch.arange(length, device=device)
             allowed = allowed & (positions[None, :] <= positions[:, None])
         # A query whose row would be empty (a padded query before any real token in a causal stack, or an
         # all-padding sequence) sees itself instead: no NaN from SDPA, and no effect on real tokens, whose own
-        # position is always real. Other rows are left exactly as BERT builds them.
+        # position is always real. Other rows are left exactly as BERT builds them. (A comparison, not
+        # `torch.eye`: ONNX Runtime has no boolean EyeLike.)
         empty_row = ~allowed.any(dim=-1, keepdim=True)
-        allowed = allowed | (empty_row & torch.eye(length, dtype=torch.bool, device=device))
+        allowed = allowed | (empty_row & (positions[:, None] == positions[None, :]))
         if not self.eager:
             return allowed
         return torch.zeros(allowed.shape, dtype=self.dtype, device=device).masked_fill(
@@ -126,7 +133,7 @@ class SequenceContext:
         key = (length - 1 - positions) if reverse else positions
         key = key[None, :] + (mask == 0).long() * length  # real tokens first, each group in reading order
         index = key.argsort(dim=1)
-        if not reverse and bool((index == positions).all()):
+        if not reverse and not capturing_graph() and bool((index == positions).all()):
             return None  # right padding read left to right: nothing to move
         return index, index.argsort(dim=1)
 
@@ -336,7 +343,9 @@ class _RecurrentSublayer(nn.Module):
             return undo_order(self.scan(*[apply_order(x, order) for x in inputs], implementation=implementation), order)
         # Both directions in one scan: stack them along the batch (half the sequential steps of two scans).
         stacked = [torch.cat([apply_order(x[..., :half], fwd), apply_order(x[..., half:], bwd)], dim=0) for x in inputs]
-        out_fwd, out_bwd = self.scan(*stacked, implementation=implementation).chunk(2, dim=0)
+        out = self.scan(*stacked, implementation=implementation)
+        batch = inputs[0].shape[0]  # (slices, not chunk(2): an exported graph keeps a symbolic batch size)
+        out_fwd, out_bwd = out[:batch], out[batch:]
         return torch.cat([undo_order(out_fwd, fwd), undo_order(out_bwd, bwd)], dim=-1)
 
 
@@ -639,15 +648,18 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
-        self.lstm.flatten_parameters()
         batch, length, _ = hidden_states.shape
         mask = context.attention_mask
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
             x = hidden_states.float() if self.lstm.weight_ih_l0.dtype == torch.float32 else hidden_states
-            if mask is None:
+            if capturing_graph():
+                states, h_n = self._run_unpacked(x, context)
+            elif mask is None:
+                # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
+                self.lstm.flatten_parameters()
                 states, (h_n, _) = self.lstm(x)
             else:
+                self.lstm.flatten_parameters()
                 order = context.order(reverse=False)
                 lengths = mask.sum(dim=1).clamp(min=1).cpu()
                 packed = nn.utils.rnn.pack_padded_sequence(
@@ -663,6 +675,39 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         hidden = (hidden_states, output) if output_hidden_states else None
         encoder_output = EncoderOutput(output, hidden, () if output_attentions else None, pooled)
         return self._apply_attention_stack(encoder_output, context, output_hidden_states, output_attentions)
+
+    def _run_unpacked(self, x: torch.Tensor, context: SequenceContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the packed LSTM computes, as operations an exported graph can hold (packing needs the lengths on
+        the host): `(states, h_n)` as `nn.LSTM` returns them, from the same weights.
+
+        With padding, each layer runs each direction on its own reordering of the sequence (real tokens first in
+        that direction's reading order), so padding never reaches a real token, exactly as with packing."""
+        lstm = self.lstm
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # initial state of one layer and direction
+        if context.attention_mask is None:
+            weights = [w for layer_weights in lstm.all_weights for w in layer_weights]
+            start = zeros.expand(2 * lstm.num_layers, -1, -1).contiguous()
+            states, h_n, _ = torch.lstm(
+                x, (start, start), weights, True, lstm.num_layers, lstm.dropout, self.training, True, True
+            )
+            return states, h_n
+        lengths = context.attention_mask.sum(dim=1).clamp(min=1)  # (batch,)
+        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, lstm.hidden_size)
+        layer_input, finals = x, []
+        for layer in range(lstm.num_layers):
+            outputs, finals = [], []
+            for direction, reverse in enumerate((False, True)):
+                order = context.order(reverse)
+                weights = lstm.all_weights[2 * layer + direction]
+                states, _, _ = torch.lstm(
+                    apply_order(layer_input, order), (zeros, zeros), weights, True, 1, 0.0, False, False, True
+                )
+                finals.append(states.gather(1, last).squeeze(1))  # state after the last real token read
+                outputs.append(undo_order(states, order))
+            layer_input = torch.cat(outputs, dim=-1)  # (batch, seq, 2 * hidden)
+            if layer < lstm.num_layers - 1:
+                layer_input = F.dropout(layer_input, lstm.dropout, self.training)
+        return layer_input, torch.stack(finals)
 
     @torch.no_grad()
     def project_recurrent_weights(self, max_singular_value: float) -> None:
