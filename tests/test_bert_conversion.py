@@ -147,3 +147,35 @@ def test_conversion_cli(tmp_path):
     )
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_mismatched_shapes_are_refused_unless_initialised_afresh():
+    bert = BertModel(_tiny_bert_config("sdpa")).eval()  # intermediate_size 80
+    with pytest.raises(ValueError, match=r"9 BERT tensors do not fit") as err:
+        RecurrentMLMModel.from_bert(bert, intermediate_size=96)
+    message = str(err.value)
+    assert "encoder.layer.{0,1,2}.intermediate.dense.weight: (80, 48) -> (96, 48)" in message
+    assert "encoder.layer.{0,1,2}.output.dense.weight: (48, 80) -> (48, 96)" in message
+    assert "ignore_mismatched_sizes=True" in message and "\n" not in message
+    ours = RecurrentMLMModel.from_bert(bert, intermediate_size=96, ignore_mismatched_sizes=True)
+    assert ours.encoder.layer[0].intermediate.dense.weight.shape == (96, 48)
+    assert torch.equal(ours.encoder.layer[0].attention.self.query.weight, bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_conversion_cli_refuses_mismatched_shapes(tmp_path, capsys):
+    from recurrent_mlm import convert
+
+    config = _tiny_bert_config("sdpa")
+    config.num_labels = 2
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "bert")
+    args = ["--bert", str(tmp_path / "bert"), "--head", "sequence-classification", "--num_labels", "3"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main([*args, "--output_dir", str(tmp_path / "refused")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading progress bar: one line
+    assert error.startswith("error: from_bert: 2 BERT tensors do not fit")
+    assert "classifier.weight: (2, 48) -> (3, 48)" in error and "--ignore_mismatched_sizes" in error
+    assert not (tmp_path / "refused").exists()
+    out = convert.main([*args, "--output_dir", str(tmp_path / "fresh"), "--ignore_mismatched_sizes"])
+    assert RecurrentMLMForSequenceClassification.from_pretrained(out).num_labels == 3

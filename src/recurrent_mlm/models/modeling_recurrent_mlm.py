@@ -834,7 +834,9 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
 
     # -- conversion from BERT ----------------------------------------------------------------------------
     @classmethod
-    def from_bert(cls, bert, recurrence: str | None = None, **config_overrides):
+    def from_bert(
+        cls, bert, recurrence: str | None = None, *, ignore_mismatched_sizes: bool = False, **config_overrides
+    ):
         """Build this model from a transformers BERT checkpoint.
 
         `bert` is a folder or Hub id of a BERT checkpoint, or a `BertModel` / `BertFor*` instance. With
@@ -843,6 +845,10 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         transform are reused, and the recurrent sublayers that replace the feed-forward sublayers start
         fresh; their output LayerNorms are BERT's FFN LayerNorms. Extra keyword arguments override config
         fields (e.g. `recurrence_layers=[10, 11]`, `num_labels=3`). Loads in float32.
+
+        A BERT tensor whose shape differs from ours (an override such as `intermediate_size=96`, another
+        `num_labels` for a classifier) is an error that lists them, unless `ignore_mismatched_sizes=True`
+        asks to initialise those tensors afresh (as in transformers' `from_pretrained`).
         """
         import transformers
 
@@ -878,6 +884,9 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
             )
         if getattr(bert_config, "is_decoder", False):
             raise ValueError("from_bert: this BERT checkpoint is a decoder (is_decoder=True); use an encoder.")
+        if "num_labels" in config_overrides:  # BERT's label names belong to its own number of labels
+            fields.pop("id2label", None)
+            fields.pop("label2id", None)
         fields.update(config_overrides)
         config = RecurrentMLMConfig(recurrence=recurrence, **fields)
         if config.encoder_type != "transformer":
@@ -895,7 +904,17 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
             if target is not None:
                 state[target] = tensor
         own = model.state_dict()
-        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        mismatched = {k: (v.shape, own[k].shape) for k, v in state.items() if k in own and own[k].shape != v.shape}
+        if mismatched:
+            listing = _describe_mismatches(mismatched)
+            if not ignore_mismatched_sizes:
+                raise ValueError(
+                    f"from_bert: {len(mismatched)} BERT tensors do not fit this configuration (name: BERT shape -> "
+                    f"ours): {listing}; change the config overrides to match, or pass ignore_mismatched_sizes=True "
+                    "(recurrent-mlm-convert-bert --ignore_mismatched_sizes) to initialise them afresh."
+                )
+            logger.warning(f"from_bert: initialised afresh (ignore_mismatched_sizes=True): {listing}")
+        state = {k: v for k, v in state.items() if k in own and k not in mismatched}
         result = model.load_state_dict(state, strict=False)
         reused = len(state)
         fresh = [k for k in result.missing_keys if not k.endswith("decoder.weight")]  # tied to the embeddings
@@ -919,6 +938,23 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         for module in self.modules():
             if isinstance(module, RecurrentMLMLSTMEncoder):
                 module.project_recurrent_weights(bound)
+
+
+def _describe_mismatches(mismatched: dict[str, tuple[torch.Size, torch.Size]]) -> str:
+    """`name: (a, b) -> (c, d)` per tensor, one entry for the same tensor in several layers (`layer.{0,1,2}`)."""
+    groups: dict[tuple[str, tuple, tuple], list[str]] = {}
+    for key, (theirs, ours) in mismatched.items():
+        parts = key.split(".")
+        index = next((i + 1 for i, part in enumerate(parts[:-1]) if part == "layer" and parts[i + 1].isdigit()), None)
+        layer = parts[index] if index is not None else ""
+        if index is not None:
+            parts[index] = "{}"
+        groups.setdefault((".".join(parts), tuple(theirs), tuple(ours)), []).append(layer)
+    entries = []
+    for (pattern, theirs, ours), layers in groups.items():
+        name = pattern.replace("{}", "{" + ",".join(layers) + "}" if len(layers) > 1 else layers[0])
+        entries.append(f"{name}: {theirs} -> {ours}")
+    return "; ".join(entries)
 
 
 def _map_bert_key(key: str, config: RecurrentMLMConfig, prefix: str) -> str | None:
