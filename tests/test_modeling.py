@@ -210,7 +210,10 @@ def test_padding_does_not_reach_real_tokens(variant):
             torch.testing.assert_close(out_left.pooler_output[row], ref.pooler_output[0])
 
 
-@pytest.mark.parametrize("variant", ["recurrent_bert", "gated_bert", "sequential_transformer", "hybrid_recurrent"])
+# hybrid_lstm: its attention layers are checkpointed, the LSTM runs normally (plain LSTMs refuse: test_model_api)
+@pytest.mark.parametrize(
+    "variant", ["recurrent_bert", "gated_bert", "sequential_transformer", "hybrid_recurrent", "hybrid_lstm"]
+)
 def test_gradient_checkpointing_gives_the_same_gradients(variant):
     torch.manual_seed(0)
     model = RecurrentMLMForMaskedLM(variant_config(variant)).double().train()

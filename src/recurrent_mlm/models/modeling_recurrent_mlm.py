@@ -826,6 +826,13 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
                     value[size : 2 * size] = 1.0
                     init.copy_(param, value)
 
+    def _set_gradient_checkpointing(self, enable: bool = True, *args, **kwargs):
+        # Reached from activation_checkpointing_enable() (and the deprecated gradient_checkpointing_enable()):
+        # refuse with our reason instead of transformers' generic "not compatible" message.
+        if enable:
+            self.config.check_gradient_checkpointing()
+        return super()._set_gradient_checkpointing(enable, *args, **kwargs)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records only the saving class in auto_map; record every head so that, e.g., an MLM
         # checkpoint loads with AutoModelForSequenceClassification and trust_remote_code.
