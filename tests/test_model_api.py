@@ -52,3 +52,21 @@ def test_lstm_refuses_gradient_checkpointing_with_one_clear_error():
     assert not any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
     model.train()(torch.randint(5, 100, (2, 7)))  # still trains, without checkpointing
     variant_config("hybrid_lstm").check_gradient_checkpointing()  # its attention layers are checkpointed
+
+
+def test_pooler_loads_the_same_every_time(tmp_path):
+    """MLM checkpoints hold no pooler: a classification head loaded from one gets a fixed pooler, whatever the
+    global RNG state; a pooler that is in the checkpoint is loaded as it is."""
+    RecurrentMLMForMaskedLM(variant_config("recurrent_bert")).save_pretrained(tmp_path / "mlm")
+    poolers = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)
+        model = RecurrentMLMForSequenceClassification.from_pretrained(tmp_path / "mlm", num_labels=2)
+        poolers.append(model.model.pooler.dense.weight.detach().clone())
+    assert torch.equal(poolers[0], poolers[1])
+    assert 0.01 < poolers[0].std() < 0.03  # BERT's initial distribution, normal(0, initializer_range=0.02)
+    with torch.no_grad():
+        model.model.pooler.dense.weight.add_(1.0)
+    model.save_pretrained(tmp_path / "clf")
+    reloaded = RecurrentMLMForSequenceClassification.from_pretrained(tmp_path / "clf")
+    assert torch.equal(reloaded.model.pooler.dense.weight, poolers[0] + 1.0)

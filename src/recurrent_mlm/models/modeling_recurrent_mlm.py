@@ -737,6 +737,7 @@ class RecurrentMLMPooler(nn.Module):
         super().__init__()
         self.pooling = config.pooling
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense.fixed_init_seed = 0  # initial weights: a fixed draw (see `_init_weights`)
         self.activation = nn.Tanh()
 
     def forward(self, encoder_output: EncoderOutput, context: SequenceContext) -> torch.Tensor:
@@ -816,6 +817,18 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RecurrentMLMGatedRecurrence):
             init.zeros_(module.state_bias)
             init.constant_(module.forget_bias, float(self.config.recurrence_forget_bias))
+        elif isinstance(module, nn.Linear) and getattr(module, "fixed_init_seed", None) is not None:
+            # The pooler's dense layer. Masked-LM pretraining trains no pooler, so our MLM checkpoints hold none
+            # and a classification head loaded from one starts it fresh. A fixed draw from BERT's initial
+            # distribution makes every load of a checkpoint the same model (PEFT adapters, which do not save
+            # the pooler, reload to the same outputs; runs from one checkpoint differ only in what their seed
+            # changes). Drawn on the CPU, so it is the same on every device; a loaded pooler is left as it is.
+            generator = torch.Generator().manual_seed(module.fixed_init_seed)
+            weight = torch.empty(module.weight.shape, device="cpu").normal_(
+                0.0, self.config.initializer_range, generator=generator
+            )
+            init.copy_(module.weight, weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTM):
             # After the generic xavier/zeros init: forget-gate bias 1 (gate order i, f, g, o) so that early
             # training keeps memory, the usual LSTM recipe.
