@@ -42,6 +42,84 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.parametrize("encoder", ENCODERS)
+@pytest.mark.parametrize("head", HEADS, ids=lambda h: h.__name__.replace("RecurrentMLM", ""))
+def test_bad_input_shapes_are_one_clear_error(head, encoder):
+    model = head(variant_config(encoder)).eval()
+    ids = torch.randint(5, 100, (2, 7))
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.ones_like(ids))  # the good batch runs
+        for case, make, message in BAD_INPUTS:
+            with pytest.raises(ValueError, match=message):
+                model(**make(ids))
+                pytest.fail(f"{case}: accepted")
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_bad_multiple_choice_shapes_are_one_clear_error(encoder):
+    model = RecurrentMLMForMultipleChoice(variant_config(encoder)).eval()
+    ids = torch.randint(5, 100, (2, 3, 7))  # (batch, choices, seq)
+    with torch.no_grad():
+        assert model(ids, attention_mask=torch.ones_like(ids)).logits.shape == (2, 3)
+        with pytest.raises(ValueError, match="input_ids must be \\(batch, num_choices, seq\\)"):
+            model(ids[0])
+        with pytest.raises(ValueError, match="attention_mask has shape \\(2, 7\\)"):
+            model(ids, attention_mask=torch.ones(2, 7, dtype=torch.long))
+        with pytest.raises(ValueError, match="empty batch"):
+            model(ids[:0])
+        with pytest.raises(ValueError, match="zero-length"):
+            model(ids[:, :, :0])
+
+
+@pytest.mark.parametrize("variant", ["bert", "sequential_transformer", "hybrid_lstm"])
+def test_output_attentions_under_sdpa_warns_and_returns_eager_weights(variant):
+    model = RecurrentMLMModel(variant_config(variant)).double().eval()
+    ids = torch.randint(5, 100, (2, 7))
+    mask = torch.ones_like(ids)
+    mask[1, 5:] = 0
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        eager = model(ids, attention_mask=mask, output_attentions=True)
+    model.set_attn_implementation("sdpa")
+    with torch.no_grad(), pytest.warns(UserWarning, match="run eager attention"):
+        sdpa = model(ids, attention_mask=mask, output_attentions=True)
+    assert model.config._attn_implementation == "sdpa"  # only that call ran eager
+    layers = {"bert": 2, "sequential_transformer": 4, "hybrid_lstm": 1}[variant]
+    assert len(sdpa.attentions) == layers and all(a.shape == (2, 4, 7, 7) for a in sdpa.attentions)
+    for got, want in zip(sdpa.attentions, eager.attentions):
+        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(sdpa.last_hidden_state, eager.last_hidden_state)
+
+
+def test_output_attentions_of_an_encoder_without_attention_is_empty_and_quiet(recwarn):
+    model = RecurrentMLMModel(variant_config("lstm")).eval()
+    with torch.no_grad():
+        out = model(torch.randint(5, 100, (2, 7)), output_attentions=True)
+    assert out.attentions == ()
+    assert not [w for w in recwarn if "attention" in str(w.message)]
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_padding_at_model_level_needs_position_ids(variant):
+    """The recurrences and attention never let padding reach a real token, but BERT's absolute positions count
+    padding too: left or ragged padding gives the unpadded outputs when `position_ids` number the real tokens."""
+    model = RecurrentMLMModel(variant_config(variant)).double().eval()
+    tokens = torch.randint(5, 100, (1, 6))
+    # Ragged: padding at the start, in the middle and at the end of one row.
+    ids = torch.tensor([[0, 0, *tokens[0, :2].tolist(), 0, *tokens[0, 2:].tolist(), 0]])
+    mask = (ids != 0).long()
+    positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+    with torch.no_grad():
+        alone = model(tokens)
+        ragged = model(ids, attention_mask=mask, position_ids=positions)
+        shifted = model(ids, attention_mask=mask)  # positions 2, 3, 5, ... instead of 0, 1, 2, ...
+    real = mask[0].bool()
+    torch.testing.assert_close(ragged.last_hidden_state[0, real], alone.last_hidden_state[0])
+    assert not torch.allclose(shifted.last_hidden_state[0, real], alone.last_hidden_state[0])
+    if model.config.pooling != "cls":  # CLS pooling reads position 0, padding here
+        torch.testing.assert_close(ragged.pooler_output, alone.pooler_output)
+
+
 def test_lstm_refuses_gradient_checkpointing_with_one_clear_error():
     config = variant_config("lstm")
     with pytest.raises(ValueError, match="nothing to checkpoint in the LSTM encoder"):

@@ -23,6 +23,7 @@ public API and its sibling files.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -240,13 +241,19 @@ class RecurrentMLMSelfAttention(nn.Module):
         # Set on purpose: under SDPA an unset flag with no mask would silently become causal.
         self.is_causal = is_causal
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        attn_implementation: str | None = None,
+    ):
         shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
         query = self.query(hidden_states).view(shape).transpose(1, 2)  # (batch, heads, seq, head_dim)
         key = self.key(hidden_states).view(shape).transpose(1, 2)
         value = self.value(hidden_states).view(shape).transpose(1, 2)
+        # Per call: the model switches to eager for a call that asks for the attention weights.
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+            attn_implementation or self.config._attn_implementation, eager_attention_forward
         )
         attn_output, attn_weights = attention_interface(
             self,
@@ -278,8 +285,13 @@ class RecurrentMLMAttention(nn.Module):
         self.self = RecurrentMLMSelfAttention(config, is_causal=is_causal)
         self.output = RecurrentMLMSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        attn_implementation: str | None = None,
+    ):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, attn_implementation)
         return self.output(attn_output, hidden_states), attn_weights
 
 
@@ -432,7 +444,8 @@ class RecurrentMLMLayer(GradientCheckpointingLayer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_weights = None
         if self.attention is not None:
-            hidden_states, attn_weights = self.attention(hidden_states, attention_mask)
+            attn_implementation = context.attn_implementation if context is not None else None
+            hidden_states, attn_weights = self.attention(hidden_states, attention_mask, attn_implementation)
         mixer = self.recurrence if hasattr(self, "recurrence") else self.intermediate
         return self.output(mixer(hidden_states, context), hidden_states), attn_weights
 
@@ -1006,6 +1019,65 @@ def _map_bert_key(key: str, config: RecurrentMLMConfig, prefix: str) -> str | No
 # ----------------------------------------------------------------------------------------------------------
 # Base model and heads
 # ----------------------------------------------------------------------------------------------------------
+def _has_attention(config: RecurrentMLMConfig) -> bool:
+    return config.encoder_type in ("transformer", "sequential_transformer") or bool(config.num_attention_layers)
+
+
+def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
+def _check_inputs(
+    config: RecurrentMLMConfig,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> None:
+    """Refuse inputs of the wrong shape with one line naming the tensor and the fix, before any computation.
+
+    `input_ids` is `(batch, seq)` (or `inputs_embeds` `(batch, seq, hidden_size)`) with `batch, seq >= 1`;
+    `attention_mask` has the same `(batch, seq)`; `token_type_ids` and `position_ids` are `(batch, seq)` or
+    `(1, seq)` (broadcast over the batch, as in BERT). Only shapes are checked (no device sync, nothing a
+    captured graph cannot hold)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+    if input_ids is not None:
+        name = "input_ids"
+        if input_ids.dim() != 2:
+            hint = " (one sequence: add a batch dimension, e.g. input_ids[None])" if input_ids.dim() == 1 else ""
+            raise ValueError(f"input_ids must be (batch, seq), got shape {_shape(input_ids)}{hint}.")
+        shape = _shape(input_ids)
+    else:
+        name = "inputs_embeds"
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be (batch, seq, hidden_size={config.hidden_size}), got shape "
+                f"{_shape(inputs_embeds)}."
+            )
+        shape = _shape(inputs_embeds)[:2]
+    batch, length = shape
+    if batch == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); pass at least one sequence.")
+    if length == 0:
+        raise ValueError(
+            f"{name} holds zero-length sequences (shape {shape}); every sequence needs at least one token "
+            "(the tokenizer adds [CLS] and [SEP])."
+        )
+    if attention_mask is not None and _shape(attention_mask) != shape:
+        raise ValueError(
+            f"attention_mask has shape {_shape(attention_mask)} but {name} is (batch, seq) = {shape}: pass one "
+            "1/0 per token, e.g. the tokenizer's attention_mask for the same batch."
+        )
+    for other_name, other in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if other is not None and (other.dim() != 2 or other.shape[0] not in (1, batch) or other.shape[1] != length):
+            raise ValueError(
+                f"{other_name} has shape {_shape(other)} but {name} is (batch, seq) = {shape}: pass (batch, seq) "
+                f"or (1, seq), or leave {other_name} out."
+            )
+
+
 class RecurrentMLMModel(RecurrentMLMPreTrainedModel):
     """Embeddings, an encoder chosen by `config.encoder_type`, and an optional pooler."""
 
@@ -1034,19 +1106,27 @@ class RecurrentMLMModel(RecurrentMLMPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | BaseModelOutputWithPooling:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        _check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if input_ids is not None and attention_mask is None and self.config.pad_token_id is not None:
-            attention_mask = None  # like BERT: no mask means attend everywhere
+        attn_implementation = self.config._attn_implementation
+        if output_attentions and attn_implementation not in (None, "eager") and _has_attention(self.config):
+            # Fused kernels (SDPA) do not return the weights: compute them with eager attention for this call.
+            warnings.warn(
+                f"output_attentions=True: {attn_implementation!r} attention does not return attention weights, so "
+                "calls that ask for them run eager attention (same outputs, slower); load the model with "
+                "attn_implementation='eager' to make that the default.",
+                stacklevel=2,
+            )
+            attn_implementation = "eager"
+        # No mask means attend everywhere, as in BERT.
         embedding_output = self.embeddings(
             input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
         )
-        context = SequenceContext(attention_mask, embedding_output.dtype, self.config._attn_implementation)
+        context = SequenceContext(attention_mask, embedding_output.dtype, attn_implementation)
         encoder_output = self.encoder(
             embedding_output,
             context,
@@ -1318,10 +1398,25 @@ class RecurrentMLMForMultipleChoice(RecurrentMLMPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | MultipleChoiceModelOutput:
-        num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        name, main = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+        expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
+        if main.dim() != len(expected.split(",")):
+            raise ValueError(f"Multiple choice: {name} must be {expected}, got shape {_shape(main)}.")
+        choices = _shape(main)[:3]
+        for other_name, other in (
+            ("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)
+        ):
+            if other is not None and _shape(other) != choices:
+                raise ValueError(
+                    f"Multiple choice: {other_name} has shape {_shape(other)} but {name} is (batch, num_choices, "
+                    f"seq) = {choices}: pass one value per token of every choice."
+                )
+        num_choices = main.shape[1]
 
         def flat(t):
-            return None if t is None else t.reshape(-1, *t.shape[2:])
+            return None if t is None else t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
 
         outputs = self.model(
             flat(input_ids),
