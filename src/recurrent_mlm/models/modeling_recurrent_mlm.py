@@ -45,7 +45,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import capturing_graph, gated_recurrence, resolve_implementation, simple_recurrence
+from .recurrence import capturing_graph, exporting, gated_recurrence, resolve_implementation, simple_recurrence
 
 logger = logging.get_logger(__name__)
 
@@ -665,7 +665,7 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         mask = context.attention_mask
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
             x = hidden_states.float() if self.lstm.weight_ih_l0.dtype == torch.float32 else hidden_states
-            if capturing_graph():
+            if exporting():  # (torch.compile runs nn.LSTM as an opaque call: packing is fine there)
                 states, h_n = self._run_unpacked(x, context)
             elif mask is None:
                 # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
