@@ -399,9 +399,18 @@ def test_two_processes_gather_every_example_once(models, tmp_path):
     one = json.loads((tmp_path / "one" / "all_results.json").read_text())
     two = json.loads((tmp_path / "two" / "all_results.json").read_text())
     assert "2 process(es)" in proc.stderr
-    assert two["final"]["splits"]["validation"]["accuracy"] == one["final"]["splits"]["validation"]["accuracy"]
-    assert two["final"]["splits"]["validation"]["ece"] == pytest.approx(one["final"]["splits"]["validation"]["ece"], abs=1e-6)
-    assert (tmp_path / "two" / "predictions" / "MRPC.tsv").read_text() == (tmp_path / "one" / "predictions" / "MRPC.tsv").read_text()
+    # Each example once, in dataset order, with the same probabilities up to float32 round-off (batches are
+    # padded differently under two processes); a prediction may differ only where the two classes tie to
+    # round-off, which no CPU's vector width can then decide.
+    rows = {n: [json.loads(line) for line in (tmp_path / n / "eval_predictions.jsonl").read_text().splitlines()] for n in ("one", "two")}
+    assert [r["index"] for r in rows["two"]] == [r["index"] for r in rows["one"]] == list(range(len(rows["one"])))
+    for a, b in zip(rows["one"], rows["two"]):
+        assert a["probabilities"] == pytest.approx(b["probabilities"], abs=1e-5)
+        if abs(a["probabilities"][0] - a["probabilities"][1]) > 1e-4:
+            assert a["prediction"] == b["prediction"]
+    assert two["final"]["splits"]["validation"]["ece"] == pytest.approx(one["final"]["splits"]["validation"]["ece"], abs=1e-4)
+    submissions = {n: (tmp_path / n / "predictions" / "MRPC.tsv").read_text().splitlines() for n in ("one", "two")}
+    assert [line.split("\t")[0] for line in submissions["one"]] == [line.split("\t")[0] for line in submissions["two"]]
 
 
 def test_two_processes_train_a_model_with_parameters_outside_the_loss(models, tmp_path):

@@ -132,6 +132,7 @@ def test_a_failed_final_save_leaves_no_config_without_weights(tmp_path, tokenize
         (["--seed", "-1"], "--seed must be in [0, 2**32)"),
         (["--max_train_steps", "3", "--num_warmup_steps", "10"], "longer than the run"),
         (["--lr", "1e-3"], "unrecognized arguments: --lr"),
+        (["--variant", "lstm", "--gradient_checkpointing"], "nothing to checkpoint in the LSTM encoder"),
     ],
 )
 def test_bad_values_are_one_line(tmp_path, tokenizer_dir, capsys, flags, expected):

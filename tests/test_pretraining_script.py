@@ -102,6 +102,18 @@ def max_weight_difference(a: Path, b: Path) -> float:
     return max((wa[k] - wb[k]).abs().max().item() for k in wa)
 
 
+def assert_same_updates(a: Path, b: Path, learning_rate: float = 3e-3) -> None:
+    """Two runs that computed the same gradients up to float32 summation order made the same AdamW updates. Adam
+    moves every weight by about the learning rate whatever the gradient's size, so a gradient component that is
+    zero up to round-off may take either sign on another CPU: allow a few such weights (each at most two steps
+    apart), and require every other weight to agree to 1e-6."""
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    differences = torch.cat([(wa[k] - wb[k]).abs().flatten() for k in wa])
+    assert (differences > 1e-6).float().mean().item() < 1e-3, f"{int((differences > 1e-6).sum())} weights differ"
+    assert differences.max().item() <= 4 * learning_rate + 1e-6
+
+
 # ------------------------------------------------------------------------------------------------------------
 def test_end_to_end_outputs(tmp_path, caplog):
     """A recurrent BERT with a tokenizer trained on the corpus: every promised output, loadable."""
@@ -298,7 +310,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path, tokenize
     two_losses, one_losses = train_losses(two), train_losses(one)
     assert two_losses[1] == pytest.approx(one_losses[1], rel=1e-6)
     assert two_losses[2] == pytest.approx(one_losses[2], rel=1e-5)
-    assert max_weight_difference(two, one) < 1e-6
+    assert_same_updates(two, one)
     two_eval = [r for r in metrics(two) if "eval_loss" in r][-1]
     one_eval = [r for r in metrics(one) if "eval_loss" in r][-1]
     assert two_eval["eval_masked_tokens"] == one_eval["eval_masked_tokens"]  # each held-out block counted once
@@ -346,7 +358,7 @@ def test_gradient_accumulation_matches_a_larger_batch(tmp_path, tokenizer_dir):
     assert run(base_args(large, tokenizer_dir, *EQUIVALENCE_ARGS, "--per_device_train_batch_size", "8")) == 0
     # Same arithmetic up to float32 summation order: equal to ~1 ulp of the loss.
     assert train_losses(accumulated)[1] == pytest.approx(train_losses(large)[1], rel=1e-6)
-    assert max_weight_difference(accumulated, large) < 1e-6
+    assert_same_updates(accumulated, large)
 
 
 def test_gradient_checkpointing_changes_nothing_but_memory(tmp_path, tokenizer_dir):

@@ -173,7 +173,10 @@ def build_model(plan: ModelPlan, tokenizer, args: PretrainingArguments):
     elif plan.kind == "bert":
         recurrence = plan.fields.get("recurrence")
         overrides = {k: v for k, v in plan.fields.items() if k != "recurrence"}
-        model = RecurrentMLMForMaskedLM.from_bert(args.model_name_or_path, recurrence=recurrence, **overrides, **plan.dropout)
+        try:
+            model = RecurrentMLMForMaskedLM.from_bert(args.model_name_or_path, recurrence=recurrence, **overrides, **plan.dropout)
+        except ValueError as err:  # e.g. tensors whose shapes the overrides changed
+            raise UsageError(f"cannot convert {args.model_name_or_path}: {str(err).splitlines()[0]}") from None
         if args.attn_implementation:
             model.set_attn_implementation(args.attn_implementation)
     else:
@@ -379,7 +382,14 @@ def prepare(args: PretrainingArguments, accelerator) -> Setup:
             + (" or raise --max_position_embeddings." if plan.kind == "preset" else " or use a model with more positions.")
         )
     if plan.kind in ("preset", "config"):
-        plan.new_config(args.vocab_size or plan.vocab_size() or DEFAULT_VOCAB_SIZE)  # fail before training a tokenizer
+        config = plan.new_config(args.vocab_size or plan.vocab_size() or DEFAULT_VOCAB_SIZE)  # fail before training a tokenizer
+    else:
+        config = plan.fixed_config
+    if args.gradient_checkpointing and getattr(config, "model_type", None) == "recurrent_mlm":
+        try:
+            config.check_gradient_checkpointing()
+        except ValueError as err:
+            raise UsageError(f"--gradient_checkpointing: {str(err).splitlines()[0]}") from None
     tokenizer, trained_tokenizer = obtain_tokenizer(args, accelerator, source, plan, resume_path)
 
     set_seed(args.seed)  # identical initialisation on every process
