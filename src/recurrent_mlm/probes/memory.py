@@ -374,8 +374,10 @@ def memory_markdown(summary: dict) -> str:
     picks = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= len(decay["distances"])]
     lines.append(markdown_table(["distance after the cut", *map(str, picks)],
                                 [["mean relative change", *[fmt(decay["last_layer"][d - 1]) for d in picks]]]))
-    lines.append(f"Half of the change at distance 1 is gone by distance {decay['half_distance'] or 'never (in this block)'}; "
-                 f"below 1% from distance {decay['distance_below_1_percent'] or 'never (in this block)'}.\n")
+    half = (f"halves by distance {decay['half_distance']}" if decay["half_distance"] else "never halves in the block")
+    below = (f"is below 1% from distance {decay['distance_below_1_percent']} on" if decay["distance_below_1_percent"]
+             else f"never falls below 1% ({decay['effect_at_end']:.3f} at the block's end)")
+    lines.append(f"The change at distance 1 {half} and {below}.\n")
     norms = summary["lstm_norms"]
     lines.append("## LSTM recurrent spectral norms\n")
     if norms["applies"]:

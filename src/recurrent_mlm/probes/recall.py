@@ -118,7 +118,8 @@ def build_recall_model(name: str, task: RecallTask, max_length: int, size: str =
     """A fresh masked LM for the task: a preset variant (or causal control) at `size`, solved to BERT's
     parameter count at that shape; `hf_bert` (transformers' BertForMaskedLM at our BERT's shape); or a
     config file/folder (its encoder, with the task's vocabulary and length). `shape` overrides the size's
-    `hidden_size`, `num_hidden_layers`, `num_attention_heads`, `intermediate_size`. No dropout."""
+    `hidden_size`, `num_hidden_layers`, `num_attention_heads`, `intermediate_size` and sets
+    `initializer_range`. No dropout."""
     from ..models.configuration_recurrent_mlm import RecurrentMLMConfig
     from ..models.modeling_recurrent_mlm import RecurrentMLMForMaskedLM
     from ..presets import VARIANTS, preset_config
@@ -136,7 +137,7 @@ def build_recall_model(name: str, task: RecallTask, max_length: int, size: str =
         ours = preset_config(size, "bert", **common)
         fields = {k: getattr(ours, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                                   "intermediate_size", "max_position_embeddings", "hidden_dropout_prob",
-                                                  "attention_probs_dropout_prob")}
+                                                  "attention_probs_dropout_prob", "initializer_range")}
         return BertForMaskedLM(BertConfig(**fields, pad_token_id=PAD))
     if name in VARIANTS:
         return RecurrentMLMForMaskedLM(preset_config(size, name, **common))
@@ -163,6 +164,7 @@ class RecallArgs:
     num_hidden_layers: int | None = arg(help="Override the size's depth.")
     num_attention_heads: int | None = arg(help="Override the size's attention heads.")
     intermediate_size: int | None = arg(help="Override the size's FFN width (default 4 x hidden).")
+    initializer_range: float = arg(0.02, help="Std of the initial weights of every model (BERT's 0.02 by default).")
     num_keys: int = arg(32, help="Key tokens in the alphabet (N <= num_keys: keys are distinct).")
     num_values: int = arg(32, help="Value tokens in the alphabet.")
     pairs: list[int] = arg([4, 8, 16], help="Numbers of key-value pairs N to train and test on (Q = N/2 queries).")
@@ -199,7 +201,8 @@ class RecallArgs:
     @property
     def shape(self) -> dict[str, int | None]:
         return dict(hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
-                    num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size)
+                    num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+                    initializer_range=self.initializer_range)
 
 
 def curriculum_pairs(pairs: Sequence[int], step: int, steps: int, curriculum: bool) -> list[int]:
