@@ -417,6 +417,12 @@ def _summarise(items: list[AgreementItem], covered: list[int], records: list[dic
             "unscorable_pairs": sets.unscorable.get(name, 0),
             "modes": {},
         }
+        categories_here = sorted({items[i].category for i in members})
+        if len(categories_here) > 1:
+            info["coverage_by_category"] = {}
+            for c in categories_here:
+                mine = [i for i in members if items[i].category == c and not items[i].broken]
+                info["coverage_by_category"][c] = sum(i in covered_set for i in mine) / len(mine) if mine else math.nan
         for mode in args.modes:
             mine = [r for r in records if r["dataset"] == name and r["mode"] == mode]
             block: dict[str, Any] = {"overall": _block(mine, args.n_bins)}
@@ -466,7 +472,8 @@ def agreement_markdown(summary: dict) -> str:
     headers += ["frequency baseline", "no-context baseline"]
     table = []
     for label, name, info, blocks in _rows_of_sets(summary):
-        row = [label, blocks[modes[0]]["n"] if blocks[modes[0]] else 0, info["broken"], fmt(info["coverage"])]
+        coverage = info.get("coverage_by_category", {}).get(label.split(" ")[-1], info["coverage"])
+        row = [label, blocks[modes[0]]["n"] if blocks[modes[0]] else 0, info["broken"], fmt(coverage)]
         for m in modes:
             b = blocks[m] or {}
             row += [fmt_accuracy(b), fmt(b.get("ece")), fmt(b.get("brier"))]

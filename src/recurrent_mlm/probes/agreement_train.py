@@ -52,7 +52,7 @@ class AgreementTrainArgs:
 
     model: list[str] | None = arg(help="Pretrained checkpoint folder(s) to fine-tune (each also from a random "
                                        "initialisation unless --no-random_init). Not needed with --runs_dir.")
-    output_dir: str | None = arg(help="Where split/, random_init/, runs/ and agreement_train.json/.md/.png go.")
+    output_dir: str | None = arg(help="Where split/, random_init/, finetune/ (the run_glue.py sweep) and agreement_train.json/.md/.png go.")
     linzen: str | None = arg(help="Linzen et al.'s subj_agr_filtered.gold (with its .text) or their folder.")
     test_fraction: float = arg(0.2, help="Share of each label x attractors stratum in the test split.")
     split_seed: int = arg(0, help="Seed of the split (fixed: the same seed gives the same split).")
@@ -184,6 +184,14 @@ def make_random_init(model_path: str | os.PathLike, folder: str | os.PathLike, s
     return folder
 
 
+def model_label(path: str | os.PathLike) -> str:
+    """A short name for a model folder: its name, or its parent's when the name says nothing (`model`)."""
+    folder = Path(str(path).rstrip("/"))
+    if folder.name.lower() in ("model", "models", "checkpoint", "final", "") and folder.parent.name:
+        return folder.parent.name
+    return folder.name or "model"
+
+
 def finetune(models: dict[str, str], split_dir: str | os.PathLike, runs_dir: str | os.PathLike, args: AgreementTrainArgs,
              extra: list[str] | None = None) -> Path:
     """Fine-tune every model x learning rate x seed on the split (a resumable sweep). The one place that runs
@@ -312,7 +320,21 @@ def analyse_runs(runs_dir: str | os.PathLike, split_dir: str | os.PathLike, n_bi
                               for a in attractors},
         })
     test_attractors = {str(a): sum(t["attractors"] == a for t in test) for a in sorted({t["attractors"] for t in test})}
-    return {"runs": runs, "models": summary, "test_items": len(test), "test_by_attractors": test_attractors}
+    return {"runs": runs, "models": summary, "test_items": len(test), "test_by_attractors": test_attractors,
+            "majority_baseline": majority_baseline(split_dir, test)}
+
+
+def majority_baseline(split_dir: str | os.PathLike, test: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy of always answering the most frequent training label, overall and by attractors (what a
+    classifier that learned nothing scores; the label mix changes with the number of attractors)."""
+    train_path = Path(split_dir) / "train.csv"
+    source = read_split(split_dir, "train") if train_path.is_file() else test
+    counts = {label: sum(r["label"] == label for r in source) for label in LABELS}
+    label = max(LABELS, key=lambda name: (counts[name], name == LABELS[0]))
+    right = np.array([r["label"] == label for r in test])
+    attractors = np.array([r["attractors"] for r in test])
+    return {"label": label, "overall": accuracy_summary(right),
+            "by_attractors": {str(a): accuracy_summary(right[attractors == a]) for a in sorted(set(attractors.tolist()))}}
 
 
 @dataclass
@@ -337,11 +359,11 @@ def run_agreement_train(args: AgreementTrainArgs, progress: Callable[[str], None
             raise UsageError("give --output_dir (where the split is written) or --split_dir.")
         say(f"writing the split to {split_dir}")
         split_info = write_split(args.linzen, split_dir, args.test_fraction, args.split_seed, args.max_train_items)
-    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "finetune"
     if args.runs_dir is None:
         models: dict[str, str] = {}
         for path in args.model:
-            label = Path(path.rstrip("/")).name or "model"
+            label = model_label(path)
             models[label] = path
             if args.random_init:
                 copy = out / "random_init" / label
@@ -383,6 +405,10 @@ def agreement_train_markdown(summary: dict) -> str:
             f"{ece['mean']:.3f} ± {ece['std']:.3f}",
             *[fmt(m["by_attractors"][a]["mean"]) if a in m["by_attractors"] else "-" for a in attractors],
         ])
+    base = summary.get("majority_baseline")
+    if base:
+        rows.append([f"always '{base['label']}' (majority)", "-", "-", f"{base['overall']['accuracy']:.3f}", "-",
+                     *[fmt(base["by_attractors"][a]["accuracy"]) if a in base["by_attractors"] else "-" for a in attractors]])
     lines.append(markdown_table(headers, rows))
     counts = ", ".join(f"{a}: {n}" for a, n in summary["test_by_attractors"].items())
     lines.append(f"Test items by number of attractors: {counts}. Accuracy and ECE are the final evaluation of each run "

@@ -413,6 +413,7 @@ def recall_markdown(summary: dict) -> str:
         f"Alphabet {setting['num_keys']} keys x {setting['num_values']} values (vocabulary {summary['vocab_size']}); "
         f"N = {', '.join(pairs)} pairs with Q = N/2 queries; size `{setting['size']}`"
         + "".join(f", {k} {setting[k]}" for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if setting[k])
+        + f", initializer_range {setting['initializer_range']:g}"
         + f"; {setting['steps']} steps of {setting['batch_size']}, curriculum {'on' if setting['curriculum'] else 'off'}; "
         f"learning rates {', '.join(f'{lr:g}' for lr in setting['learning_rates'])} (best on validation); seeds "
         f"{', '.join(map(str, setting['seeds']))}; {setting['eval_examples']} test examples per N.\n"
