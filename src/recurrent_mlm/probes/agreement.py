@@ -32,7 +32,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -573,10 +573,6 @@ def write_agreement_outputs(result: AgreementResult, output_dir: str | os.PathLi
     if png is not None:
         paths["png"] = png
     return {k: str(v) for k, v in paths.items()}
-
-
-def args_dict(args: AgreementArgs) -> dict[str, Any]:
-    return asdict(args)
 
 
 __all__ = ["AgreementArgs", "AgreementResult", "MODES", "corpus_word_counts", "form_token_ids", "score_agreement",
