@@ -85,7 +85,7 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab_size: int, device,
 
 class Trainer:
     def __init__(self, model, device, dtype):
-        from recurrent_mlm.training_utils import build_optimizer
+        from recurrent_mlm.optim import build_optimizer
 
         self.model = model.to(device).train()
         self.optimizer = build_optimizer(self.model, 1e-4)

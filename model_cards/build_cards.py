@@ -19,8 +19,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))  # the checkout's package, when run from a clone
 
-from recurrent_mlm.model_card import CARD_TEMPLATE, VARIANT_DOCS, render_card  # noqa: E402
-from recurrent_mlm.presets import VARIANTS, preset_config  # noqa: E402
+from recurrent_mlm.model_card import CARD_TEMPLATE, render_card  # noqa: E402
+from recurrent_mlm.presets import preset_config  # noqa: E402
+from recurrent_mlm.variants import VARIANTS  # noqa: E402
 
 SIZE = "base"
 
@@ -48,7 +49,7 @@ def cards() -> dict[str, str]:
         )
         card = render_card(
             config=config,
-            title=f"recurrent-mlm: {VARIANT_DOCS[variant]['title']}",
+            title=f"recurrent-mlm: {VARIANTS[variant].title}",
             architecture_caption=caption,
         )
         out[f"{variant}.md"] = str(card).rstrip("\n") + "\n"

@@ -1,4 +1,8 @@
-"""`from_bert`: exact conversion of transformers BERT (random tiny and the real all-MiniLM-L6-v2), upcycling."""
+"""`from_bert`: exact conversion of transformers BERT (random tiny and the real all-MiniLM-L6-v2), upcycling.
+
+"Exact" is tested in float64 (both models converted after loading), where the two implementations agree to
+1e-10 whatever the CPU; in float32 they agree to float32 rounding (about 1e-6 here).
+"""
 
 import subprocess
 import sys
@@ -11,6 +15,7 @@ from recurrent_mlm import RecurrentMLMForMaskedLM, RecurrentMLMForSequenceClassi
 from tests.conftest import REPO_ROOT, subprocess_env
 
 ATTENTION = ["eager", "sdpa"]
+EXACT = 1e-10  # float64: the same computation up to rounding
 
 
 def _minilm_path():
@@ -44,13 +49,13 @@ def _inputs(vocab, batch=3, length=14):
 @pytest.mark.parametrize("attn", ATTENTION)
 def test_random_tiny_bert_is_reproduced_exactly(attn):
     bert = BertModel(_tiny_bert_config(attn)).eval()
-    ours = RecurrentMLMModel.from_bert(bert)
+    ours = RecurrentMLMModel.from_bert(bert).double()
     ours.set_attn_implementation(attn)
     inputs = _inputs(120)
     with torch.no_grad():
-        expected, got = bert(**inputs), ours(**inputs)
-    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= 1e-5
-    assert (expected.pooler_output - got.pooler_output).abs().max() <= 1e-5
+        expected, got = bert.double()(**inputs), ours(**inputs)
+    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= EXACT
+    assert (expected.pooler_output - got.pooler_output).abs().max() <= EXACT
 
 
 @pytest.mark.parametrize("attn", ATTENTION)
@@ -59,11 +64,11 @@ def test_mlm_head_is_reproduced_exactly(attn):
     with torch.no_grad():
         bert.cls.predictions.bias.normal_()  # a non-trivial output bias must carry over
     ours = RecurrentMLMForMaskedLM.from_bert(bert)
+    assert ours.cls.predictions.decoder.weight is ours.model.embeddings.word_embeddings.weight
     ours.set_attn_implementation(attn)
     inputs = _inputs(120)
     with torch.no_grad():
-        assert (bert(**inputs).logits - ours(**inputs).logits).abs().max() <= 1e-5
-    assert ours.cls.predictions.decoder.weight is ours.model.embeddings.word_embeddings.weight
+        assert (bert.double()(**inputs).logits - ours.double()(**inputs).logits).abs().max() <= EXACT
 
 
 def test_classifier_head_is_reproduced_exactly():
@@ -72,14 +77,14 @@ def test_classifier_head_is_reproduced_exactly():
     ours = RecurrentMLMForSequenceClassification.from_bert(bert)
     inputs = _inputs(120)
     with torch.no_grad():
-        assert (bert(**inputs).logits - ours(**inputs).logits).abs().max() <= 1e-5
+        assert (bert.double()(**inputs).logits - ours.double()(**inputs).logits).abs().max() <= EXACT
 
 
 @pytest.mark.parametrize("attn", ATTENTION)
 def test_real_minilm_checkpoint_is_reproduced_exactly(attn):
     path = _minilm_path()
-    bert = BertModel.from_pretrained(path, dtype=torch.float32, attn_implementation=attn).eval()
-    ours = RecurrentMLMModel.from_bert(path)  # from the folder, like a user would
+    bert = BertModel.from_pretrained(path, dtype=torch.float32, attn_implementation=attn).eval().double()
+    ours = RecurrentMLMModel.from_bert(path).double()  # from the folder, like a user would
     ours.set_attn_implementation(attn)
     tokenizer = AutoTokenizer.from_pretrained(path)
     batch = tokenizer(
@@ -90,8 +95,8 @@ def test_real_minilm_checkpoint_is_reproduced_exactly(attn):
     )
     with torch.no_grad():
         expected, got = bert(**batch), ours(**batch)
-    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= 1e-5
-    assert (expected.pooler_output - got.pooler_output).abs().max() <= 1e-5
+    assert (expected.last_hidden_state - got.last_hidden_state).abs().max() <= EXACT
+    assert (expected.pooler_output - got.pooler_output).abs().max() <= EXACT
 
 
 def test_upcycling_reuses_everything_but_the_feed_forward_sublayers():
@@ -142,3 +147,35 @@ def test_conversion_cli(tmp_path):
     )
     assert missing.returncode == 2 and "no such folder" in missing.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_mismatched_shapes_are_refused_unless_initialised_afresh():
+    bert = BertModel(_tiny_bert_config("sdpa")).eval()  # intermediate_size 80
+    with pytest.raises(ValueError, match=r"9 BERT tensors do not fit") as err:
+        RecurrentMLMModel.from_bert(bert, intermediate_size=96)
+    message = str(err.value)
+    assert "encoder.layer.{0,1,2}.intermediate.dense.weight: (80, 48) -> (96, 48)" in message
+    assert "encoder.layer.{0,1,2}.output.dense.weight: (48, 80) -> (48, 96)" in message
+    assert "ignore_mismatched_sizes=True" in message and "\n" not in message
+    ours = RecurrentMLMModel.from_bert(bert, intermediate_size=96, ignore_mismatched_sizes=True)
+    assert ours.encoder.layer[0].intermediate.dense.weight.shape == (96, 48)
+    assert torch.equal(ours.encoder.layer[0].attention.self.query.weight, bert.encoder.layer[0].attention.self.query.weight)
+
+
+def test_conversion_cli_refuses_mismatched_shapes(tmp_path, capsys):
+    from recurrent_mlm import convert
+
+    config = _tiny_bert_config("sdpa")
+    config.num_labels = 2
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "bert")
+    args = ["--bert", str(tmp_path / "bert"), "--head", "sequence-classification", "--num_labels", "3"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        convert.main([*args, "--output_dir", str(tmp_path / "refused")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]  # after the loading progress bar: one line
+    assert error.startswith("error: from_bert: 2 BERT tensors do not fit")
+    assert "classifier.weight: (2, 48) -> (3, 48)" in error and "--ignore_mismatched_sizes" in error
+    assert not (tmp_path / "refused").exists()
+    out = convert.main([*args, "--output_dir", str(tmp_path / "fresh"), "--ignore_mismatched_sizes"])
+    assert RecurrentMLMForSequenceClassification.from_pretrained(out).num_labels == 3

@@ -10,7 +10,7 @@ import pytest
 
 from recurrent_mlm.glue.data import load_custom_files, load_glue_dir, load_glue_hub
 from recurrent_mlm.glue.tasks import TASKS, get_task
-from recurrent_mlm.training_utils import UsageError
+from recurrent_mlm.cli import UsageError
 
 GLUE = Path(__file__).resolve().parent / "fixtures" / "glue"
 

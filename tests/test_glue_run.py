@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import run_glue
-from recurrent_mlm.glue.demo import demo_arguments
+from recurrent_mlm.recipes import glue_argv as demo_arguments
 from tests.conftest import REPO_ROOT, subprocess_env, tiny_config_kwargs
 from tests.test_glue_data import GLUE, write_mnli_layout, write_qqp_layout
 
@@ -211,7 +211,9 @@ def test_sweep_reports_divergence_and_resumes(models, tmp_path, monkeypatch, cap
     first = _snapshot(out)
 
     # 2. A crash in the middle of the 5th run: the 4th is kept, the 5th leaves a half-written folder behind.
-    real = run_glue.run_finetuning
+    from recurrent_mlm.glue import runner
+
+    real = runner.run_finetuning
     calls = []
 
     def crashing(*a, **kw):
@@ -220,10 +222,13 @@ def test_sweep_reports_divergence_and_resumes(models, tmp_path, monkeypatch, cap
             raise KeyboardInterrupt  # what Ctrl-C or a scheduler's SIGINT does mid-run
         return real(*a, **kw)
 
-    monkeypatch.setattr(run_glue, "run_finetuning", crashing)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(runner, "run_finetuning", crashing)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:  # one line and exit code 130, no traceback
         run(*args)
-    monkeypatch.setattr(run_glue, "run_finetuning", real)
+    assert stopped.value.code == 130
+    assert "4 of 8 runs are finished and kept; run the same command to continue" in capsys.readouterr().err
+    monkeypatch.setattr(runner, "run_finetuning", real)
     after_crash = _snapshot(out)
     assert len(after_crash) == 4 and all(after_crash[k] == v for k, v in first.items())
     interrupted = out / "runs" / "bert" / "lr_0.003_seed_1"

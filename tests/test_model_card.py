@@ -307,11 +307,12 @@ def test_template_file_is_the_packaged_template():
 
 
 def test_every_variant_is_documented():
-    from recurrent_mlm.model_card import PAPERS, VARIANT_DOCS
+    from recurrent_mlm.model_card import PAPERS
+    from recurrent_mlm.variants import VARIANTS
 
-    assert set(VARIANT_DOCS) == set(_variants())
-    for docs in VARIANT_DOCS.values():
-        assert docs["summary"] and docs["differences"] and set(docs["papers"]) <= set(PAPERS)
+    assert set(VARIANTS) == set(_variants())
+    for variant in VARIANTS.values():
+        assert variant.title and variant.summary and variant.differences and set(variant.papers) <= set(PAPERS)
 
 
 def test_variant_is_recognised_from_a_saved_config(tmp_path):

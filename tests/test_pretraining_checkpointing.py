@@ -20,7 +20,8 @@ from recurrent_mlm.pretraining.checkpointing import (
     restore_rng_state,
     split_tensors,
 )
-from recurrent_mlm.training_utils import UsageError, build_optimizer
+from recurrent_mlm.cli import UsageError
+from recurrent_mlm.optim import build_optimizer
 
 
 class SimulatedCrash(BaseException):

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from recurrent_mlm.pretraining.corpus import build_datasets, resolve_source
-from recurrent_mlm.pretraining.data import DecodeStats, decoded_lines, file_records, resolve_data_files, scan_files
+from recurrent_mlm.pretraining.readers import DecodeStats, decoded_lines, file_records, resolve_data_files, scan_files
 from recurrent_mlm.pretraining.packing import EpochSampler, PackedBlocks, StreamingBlocks, TokenStream
 from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer, word_start_table
-from recurrent_mlm.training_utils import UsageError
+from recurrent_mlm.cli import UsageError
 from tests.conftest import FIXTURES, REPO_ROOT
 
 TEXT = FIXTURES / "pretraining" / "text"
@@ -261,3 +261,21 @@ def test_dataset_by_name_from_a_local_dataset_folder(tokenizer, tmp_path):
     with pytest.raises(UsageError, match="cannot load split"):
         resolve_source(train_files=None, validation_files=None, dataset_name=str(tmp_path / "missing"))
     assert Path(folder).exists()
+
+
+def test_dataset_by_name_from_save_to_disk_folders(tokenizer, tmp_path):
+    """`Dataset.save_to_disk` folders (one split, `train`) and `DatasetDict.save_to_disk` folders both load."""
+    from datasets import Dataset, DatasetDict
+
+    rows = [json.loads(line) for line in JSONL.read_text().splitlines()]
+    single, both = tmp_path / "single", tmp_path / "dict"
+    Dataset.from_list(rows).save_to_disk(str(single))
+    DatasetDict({"train": Dataset.from_list(rows[10:]), "validation": Dataset.from_list(rows[:10])}).save_to_disk(str(both))
+    source = resolve_source(train_files=None, validation_files=None, dataset_name=str(single))
+    assert len(build_datasets(source, tokenizer, max_seq_length=64, validation_split_percentage=10).train) > 50
+    source = resolve_source(train_files=None, validation_files=None, dataset_name=str(both), dataset_validation_split="validation")
+    assert build_datasets(source, tokenizer, max_seq_length=64).info["validation_blocks"] >= 1
+    with pytest.raises(UsageError, match="holds one split, 'train'"):
+        resolve_source(train_files=None, validation_files=None, dataset_name=str(single), dataset_split="test")
+    streamed = resolve_source(train_files=None, validation_files=None, dataset_name=str(single), streaming=True)
+    assert next(iter(streamed._hub["train"]))["text"]

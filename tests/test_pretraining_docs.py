@@ -6,7 +6,7 @@ import re
 import shlex
 
 import run_pretraining
-from recurrent_mlm.pretraining.recipes import demo_args
+from recurrent_mlm.recipes import pretraining_argv as demo_args
 from tests.conftest import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "pretraining.md"
@@ -14,7 +14,7 @@ DOC = REPO_ROOT / "docs" / "pretraining.md"
 
 def test_every_flag_is_documented():
     text = DOC.read_text(encoding="utf-8")
-    flags = {s for action in run_pretraining.build_parser()._actions for s in action.option_strings if s.startswith("--")}
+    flags = {s for s in run_pretraining.build_parser().option_strings() if s.startswith("--")}
     flags = {f for f in flags if f != "--help" and not f.startswith("--no-")}  # --no-X: the negation of a documented --X
     missing = sorted(flag for flag in flags if not re.search(re.escape(flag) + r"(?![\w-])", text))
     assert not missing, f"undocumented flags: {missing}"

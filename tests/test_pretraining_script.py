@@ -19,8 +19,8 @@ from safetensors.torch import load_file
 
 import run_pretraining
 from recurrent_mlm.pretraining import checkpointing
-from recurrent_mlm.pretraining.data import file_records, resolve_data_files
-from recurrent_mlm.pretraining.recipes import demo_args
+from recurrent_mlm.pretraining.readers import file_records, resolve_data_files
+from recurrent_mlm.recipes import pretraining_argv as demo_args
 from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer
 from recurrent_mlm.presets import VARIANTS
 from tests.conftest import FIXTURES, REPO_ROOT, subprocess_env
@@ -238,7 +238,10 @@ def test_resume_from_an_explicit_checkpoint_path(tmp_path, tokenizer_dir, uninte
     # Continuing with the original 12-step schedule from checkpoint-3 (a 4-step run has another schedule, so
     # only the steps up to the checkpoint are comparable to the uninterrupted run).
     ckpt = out / "checkpoint-3"
-    assert run(base_args(out, tokenizer_dir, *RESUME_ARGS, "--resume_from_checkpoint", str(ckpt))) == 0
+    with pytest.raises(SystemExit):  # another schedule length changes the numbers: refused unless asked for
+        run(base_args(out, tokenizer_dir, *RESUME_ARGS, "--resume_from_checkpoint", str(ckpt)))
+    resume = ["--resume_from_checkpoint", str(ckpt), "--resume_with_changed_settings"]
+    assert run(base_args(out, tokenizer_dir, *RESUME_ARGS, *resume)) == 0
     losses = train_losses(out)
     assert sorted(losses) == list(range(1, 13))
     assert losses[1] == pytest.approx(train_losses(uninterrupted)[1], abs=1e-6)
@@ -522,7 +525,7 @@ def test_wrong_token_fails_before_training(tmp_path, tokenizer_dir, monkeypatch,
 
 
 def test_demo_command_runs(tmp_path):
-    """The demo's command line (recipes.demo_args) on the bundled corpus, shortened to a few steps."""
+    """The example command line (recipes.pretraining_argv) on the bundled corpus, shortened to a few steps."""
     out = tmp_path / "demo"
     args = demo_args(out, train_file=REPO_ROOT / "data" / "corpus", max_train_steps=2, eval_steps=2, max_eval_samples=8)
     assert run([*args, "--disable_tqdm"]) == 0

@@ -20,7 +20,7 @@ from recurrent_mlm.probes.agreement_data import (
     verb_number,
 )
 from recurrent_mlm.probes.common import masked_log_probs, wilson_interval
-from recurrent_mlm.training_utils import UsageError
+from recurrent_mlm.cli import UsageError
 from tests.conftest import FIXTURES, tiny_config_kwargs
 
 DATA = FIXTURES / "agreement"

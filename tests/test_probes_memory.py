@@ -26,7 +26,7 @@ TEXT = FIXTURES / "pretraining" / "text"
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from recurrent_mlm.pretraining.data import file_records, resolve_data_files
+    from recurrent_mlm.pretraining.readers import file_records, resolve_data_files
     from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer
 
     texts = [r["text"] for path in resolve_data_files([TEXT], "--train_file") for r in file_records(path)]

@@ -24,7 +24,7 @@ from recurrent_mlm.probes.recall import (
     run_recall,
     sequence_length,
 )
-from recurrent_mlm.training_utils import UsageError
+from recurrent_mlm.cli import UsageError
 
 
 @pytest.mark.parametrize("n_pairs", [1, 2, 7, 16])

@@ -2,7 +2,8 @@
 
 Importing the package registers the configuration and every head with the transformers Auto classes, and
 marks each class for `save_pretrained` to write its code and an `auto_map` (so checkpoints load with
-`trust_remote_code=True` where this package is not installed).
+`trust_remote_code=True` where this package is not installed). It also gives PEFT default LoRA target modules
+for our model type, once PEFT is imported (`recurrent_mlm.integrations`).
 """
 
 from transformers import (
@@ -15,6 +16,7 @@ from transformers import (
     AutoModelForTokenClassification,
 )
 
+from .integrations import register_peft_defaults_when_imported
 from .models.configuration_recurrent_mlm import RecurrentMLMConfig, solve_recurrence_hidden_size
 from .models.modeling_recurrent_mlm import (
     RecurrentMLMForMaskedLM,
@@ -42,6 +44,8 @@ RecurrentMLMConfig.register_for_auto_class()
 for _auto_class, _model_class in _AUTO_CLASSES.items():
     _auto_class.register(RecurrentMLMConfig, _model_class, exist_ok=True)
     _model_class.register_for_auto_class(_auto_class.__name__)
+
+register_peft_defaults_when_imported()
 
 __all__ = [
     "RecurrentMLMConfig",

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .training_utils import UsageError, check_output_dir, run_cli
+from .cli import UsageError, check_output_dir, run_cli
 
 HEADS = {
     "base": "RecurrentMLMModel",
@@ -47,6 +47,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--head", choices=sorted(HEADS), default="mlm", help="Which model class to write.")
     parser.add_argument("--num_labels", type=int, default=None, help="Number of labels for classification heads.")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit) of --bert.")
+    parser.add_argument(
+        "--ignore_mismatched_sizes",
+        action="store_true",
+        help="Initialise afresh the BERT tensors whose shapes differ from the converted model's (e.g. a classifier "
+        "with another --num_labels); without it such a conversion is refused, listing them.",
+    )
     parser.add_argument("--overwrite_output_dir", action="store_true", help="Replace an existing output folder.")
     args = parser.parse_args(argv)
     if args.num_labels is not None and args.num_labels < 1:
@@ -81,7 +87,9 @@ def main(argv: list[str] | None = None) -> Path:
 
         source = snapshot_download(args.bert, revision=args.revision)
     try:
-        model = model_class.from_bert(source, recurrence=recurrence, **overrides)
+        model = model_class.from_bert(
+            source, recurrence=recurrence, ignore_mismatched_sizes=args.ignore_mismatched_sizes, **overrides
+        )
     except ValueError as err:
         raise UsageError(str(err)) from err
     model.save_pretrained(output_dir)

@@ -135,6 +135,12 @@ def check_output_dir(folder: str | os.PathLike) -> list[str]:
             f"{folder} has no safetensors weights (model.safetensors or model.safetensors.index.json); "
             "save the model with save_pretrained, which writes them."
         )
+    from .files import safetensors_problem
+
+    for name in sorted(f for f in files if f.endswith(".safetensors")):
+        problem = safetensors_problem(folder / name)
+        if problem:
+            raise HubPushError(f"{folder}: {problem}; save the model again (save_pretrained) before pushing.")
     if config.get("model_type") == "recurrent_mlm" and not config.get("auto_map"):
         raise HubPushError(
             f"{config_path} has no auto_map, so the model would not load without recurrent_mlm; save it again with "

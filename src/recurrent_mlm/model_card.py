@@ -24,6 +24,8 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from .variants import VARIANTS, variant_of
+
 REPOSITORY_URL = "https://github.com/recurrent-mlm/recurrent-mlm"
 BEGIN_MARKER = "<!-- recurrent-mlm:generated:begin (this block is rewritten when the card is regenerated; write outside it) -->"
 BEGIN_PREFIX = "<!-- recurrent-mlm:generated:begin"
@@ -60,123 +62,6 @@ PAPERS = {
     "hybrid": (
         "Wen, Dang, Lyu (2024). RNNs are not Transformers (Yet): The Key Bottleneck on In-context Retrieval.",
         "https://arxiv.org/abs/2402.18510",
-    ),
-}
-
-_RECURRENT_SUBLAYER = (
-    "Lei et al. (2022)'s recurrent sublayer, `((C + b_c) * sigmoid(X W2 + b_s)) W3 + b3` with the running "
-    "state `c_t = swish(c_{t-k} - x1_t) + x1_t` over `X1 = X W1` (a smooth running maximum)"
-)
-
-_SCAN_LIMIT = (
-    "The recurrent sublayers run a scan along the sequence (`ceil(L / k)` sequential steps), so long inputs "
-    "cost more wall time than BERT's feed-forward layers."
-)
-
-# What each named variant (recurrent_mlm.presets.VARIANTS) is. Prose only: the numbers come from the config.
-VARIANT_DOCS: dict[str, dict[str, Any]] = {
-    "bert": dict(
-        title="BERT (baseline)",
-        papers=["bert"],
-        summary="BERT's post-LayerNorm Transformer encoder, computed exactly as in `transformers`' BERT; the "
-        "baseline every other variant is compared with at the same parameter count.",
-        differences="None in the computation: with `recurrence=None` the encoder is BERT's, weight for weight "
-        "(`RecurrentMLMForMaskedLM.from_bert` converts a BERT checkpoint). Only the training-time masked-LM head "
-        "differs, computing vocabulary logits at labelled positions only.",
-        limits="",
-    ),
-    "recurrent_bert": dict(
-        title="BERT with simple recurrence",
-        papers=["recurrence", "bert"],
-        summary=f"BERT in which every layer's feed-forward sublayer is replaced by {_RECURRENT_SUBLAYER}. This "
-        "is the model of the paper.",
-        differences="The feed-forward sublayer of each chosen layer (all of them by default) becomes the "
-        "recurrent sublayer, sized to BERT's feed-forward parameter count; attention, residual connections and "
-        "LayerNorms are BERT's. The recurrence runs in both directions (half the channels each), and padding "
-        "never reaches real tokens.",
-        limits=_SCAN_LIMIT,
-    ),
-    "gated_bert": dict(
-        title="BERT with gated (SRU-style) recurrence",
-        papers=["recurrence", "sru", "bert"],
-        summary="BERT in which the feed-forward sublayers are replaced by a gated linear recurrence in the style "
-        "of the Simple Recurrent Unit, `c_t = f_t * c_{t-k} + (1 - f_t) * z_t` with `f = sigmoid(X W_f + b_f)`, "
-        "in the place Lei et al. (2022) put their simple recurrence.",
-        differences="As the simple-recurrence variant, with an input-dependent forget gate instead of the "
-        "swish running maximum; same parameter count as the simple sublayer and as BERT's feed-forward "
-        "sublayer. This gated form is this project's comparison point, not a model of the paper.",
-        limits=_SCAN_LIMIT,
-    ),
-    "universal_transformer": dict(
-        title="Universal Transformer (shared layers)",
-        papers=["universal", "albert", "bert"],
-        summary="One BERT layer applied at every depth (weights shared across layers, ALBERT-style), with its "
-        "feed-forward width grown so the model keeps BERT's parameter count.",
-        differences="A single layer's weights serve all `num_hidden_layers` applications, so compute per token "
-        "is BERT's but the parameters of one layer are wider. There is no adaptive computation time: the "
-        "depth is fixed.",
-        limits="At equal parameter count the shared layer is much wider than a BERT layer and is applied at every "
-        "depth, so a forward pass costs several times BERT's compute.",
-    ),
-    "sequential_transformer": dict(
-        title="Sequential Transformer",
-        papers=["sequential", "bert"],
-        summary="Two stacks of future-masked Transformer layers, one reading left to right and one right to "
-        "left, whose outputs are combined at each position; a recurrence-like inductive bias built from "
-        "attention, after the sequential Transformers of Abnar et al. (2020), made bidirectional for masked "
-        "language modelling.",
-        differences="Each stack only attends to one side of a position, so no token sees itself through the "
-        "other direction; half of BERT's layers go to each direction to keep the parameter count. The pooler "
-        "summarises the last real token of the left-to-right stack.",
-        limits="A masked position is predicted from two one-sided contexts combined at the top, never from a "
-        "joint bidirectional one.",
-    ),
-    "sequential_universal_transformer": dict(
-        title="Sequential Universal Transformer",
-        papers=["sequential", "universal", "bert"],
-        summary="The sequential Transformer with one shared layer per direction applied at every depth.",
-        differences="As the sequential Transformer, with the weight sharing across depth of the Universal "
-        "Transformer; the shared layer is widened to keep BERT's parameter count.",
-        limits="A masked position is predicted from two one-sided contexts; the widened shared layers cost more "
-        "compute than BERT at equal parameter count.",
-    ),
-    "lstm": dict(
-        title="Bidirectional LSTM",
-        papers=["stable", "bert"],
-        summary="A multi-layer bidirectional LSTM encoder with BERT's embeddings and masked-LM head, at BERT's "
-        "parameter count.",
-        differences="No attention at all: the LSTM's hidden size is solved so the encoder matches BERT's "
-        "parameters. Optionally the recurrent matrices are projected after every optimiser step to a maximum "
-        "spectral norm (Miller & Hardt's stable recurrence). The pooler uses the final states of both "
-        "directions.",
-        limits="The LSTM runs one step per token: long inputs take far more wall time than attention, and "
-        "distant tokens interact only through the recurrent state.",
-    ),
-    "hybrid_lstm": dict(
-        title="Bidirectional LSTM with an attention layer",
-        papers=["hybrid", "stable", "bert"],
-        summary="The bidirectional LSTM encoder topped with one bidirectional self-attention layer, the hybrid "
-        "Wen et al. (2024) show closes recurrent models' in-context retrieval gap.",
-        differences="As the LSTM variant plus one Transformer layer on top; the LSTM width is re-solved so the "
-        "whole encoder keeps BERT's parameter count.",
-        limits="The LSTM runs one step per token, so long inputs take far more wall time than attention.",
-    ),
-    "recurrent": dict(
-        title="Attention-free simple-recurrence stack",
-        papers=["recurrence", "bert"],
-        summary=f"A stack of {_RECURRENT_SUBLAYER}, with BERT's residual connections and LayerNorms and no "
-        "attention.",
-        differences="Every layer is a recurrent sublayer; nothing attends. The recurrent width is solved so the "
-        "encoder keeps BERT's parameter count.",
-        limits=_SCAN_LIMIT + " Without attention, distant tokens interact only through the recurrent states.",
-    ),
-    "hybrid_recurrent": dict(
-        title="Simple-recurrence stack with an attention layer",
-        papers=["recurrence", "hybrid", "bert"],
-        summary="The attention-free simple-recurrence stack topped with one bidirectional self-attention layer "
-        "(the hybrid of Wen et al. 2024).",
-        differences="As the recurrent stack plus one Transformer layer on top, at BERT's parameter count.",
-        limits=_SCAN_LIMIT,
     ),
 }
 
@@ -361,21 +246,12 @@ def _field(config: Any, name: str, default: Any = None) -> Any:
     return getattr(config, name, default)
 
 
-def _variant_key(fields: Mapping[str, Any] | Any) -> tuple:
-    return (
-        _field(fields, "encoder_type", "transformer"),
-        bool(_field(fields, "share_layers", False)),
-        _field(fields, "recurrence", None),
-        int(_field(fields, "num_attention_layers", 0) or 0),
-    )
-
-
-def variant_of(config: Any) -> str | None:
-    """The name in `recurrent_mlm.presets.VARIANTS` whose encoder `config` has, or None for other settings."""
-    from .presets import VARIANTS
-
-    key = _variant_key(config)
-    return next((name for name, fields in VARIANTS.items() if _variant_key(fields) == key), None)
+def _variant_docs(name: str | None) -> dict[str, Any] | None:
+    """The card prose of a named variant (from `recurrent_mlm.variants`, the one table)."""
+    if name is None or name not in VARIANTS:
+        return None
+    v = VARIANTS[name]
+    return dict(title=v.title, papers=list(v.papers), summary=v.summary, differences=v.differences, limits=v.limits)
 
 
 def model_type_of(config: Any) -> str:
@@ -443,7 +319,7 @@ def _architecture_rows(config: Any) -> list[tuple[str, str]]:
     parameters = _parameter_count(config)
     if parameters is not None:
         rows.append(
-            ("parameters", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else ""))
+            ("parameters (base model: embeddings, encoder, pooler)", f"{parameters:,}" + (f" ({parameters / 1e6:.1f}M)" if parameters >= 1e6 else ""))
         )
     return rows
 
@@ -633,6 +509,7 @@ def render_card(
     license: str = "apache-2.0",
     language: str | Sequence[str] = "en",
     architecture_caption: str | None = None,
+    training_data: str | None = None,
 ) -> ModelCard:
     """A complete card (metadata + markdown) for a model with `config`, from `CARD_TEMPLATE`."""
     variant = variant_of(config) if model_type_of(config) == "recurrent_mlm" else None
@@ -644,7 +521,7 @@ def render_card(
         "not one of recurrent-mlm's (it loads with the transformers class of its model type).",
         differences="Not a recurrent-mlm architecture: see the base model's card.",
         limits="",
-    ) if foreign else VARIANT_DOCS.get(variant) or dict(
+    ) if foreign else _variant_docs(variant) or dict(
         title=None,
         papers=["recurrence", "bert"],
         summary="A recurrent-mlm encoder with a custom combination of settings (see the table below).",
@@ -654,7 +531,7 @@ def render_card(
     datasets = _as_list(dataset)
     primary_dataset = datasets[0] if datasets else None
     # A card written by a run reports that run; without one it describes the variant and says nothing is out.
-    is_run = bool(metrics or datasets or training or base_model or stability)
+    is_run = bool(metrics or datasets or training or base_model or stability or training_data)
     results = eval_results(metrics, pipeline_tag=pipeline_tag, dataset=primary_dataset, task_name=task_name)
     data = ModelCardData(
         license=license,
@@ -699,7 +576,9 @@ def render_card(
             "masking rate, optimiser, schedule and data of a released checkpoint are recorded here by the run "
             "that trained it."
         )
-    if datasets:
+    if training_data:
+        pass  # the run described its data itself (local files, subsets)
+    elif datasets:
         training_data = ", ".join(_dataset_link(d) for d in datasets)
         training_data = f"{'Fine-tuned' if base_model else 'Trained'} on {training_data}" + (
             f", task `{task_name}`." if task_name else "."
@@ -793,6 +672,7 @@ def write_model_card(
     repo_id: str | None = None,
     license: str | None = None,
     language: str | Sequence[str] | None = None,
+    training_data: str | None = None,
 ) -> Path:
     """Write `output_dir/README.md` for the model saved there, or update the card already there; return its path.
 
@@ -807,6 +687,8 @@ def write_model_card(
         base_model: the Hub id of the model this one was fine-tuned from.
         training: run settings to list (learning rate, steps, masking rate, seed, ...).
         extra_sections: more sections, `{title: markdown}`.
+        training_data: a sentence describing the training data (files, sizes, checksums, subsets), shown
+            instead of the text derived from `dataset`.
         stability: per-seed results of a sweep, `{task: {metric: [values]}}` (or `{metric: [values]}` with
             `task_name`), rendered as a "Stability across seeds" table; or ready-made markdown.
         model_name: the card's title and model-index name; defaults to the folder name.
@@ -844,6 +726,7 @@ def write_model_card(
         repo_id=repo_id,
         license=license or existing_meta.get("license") or "apache-2.0",
         language=language or existing_meta.get("language") or "en",
+        training_data=training_data,
     )
     if existing_card is not None:
         block = _generated_block(card.text)
@@ -866,7 +749,6 @@ __all__ = [
     "CARD_TEMPLATE",
     "END_MARKER",
     "PAPERS",
-    "VARIANT_DOCS",
     "eval_results",
     "render_card",
     "stability_summary",

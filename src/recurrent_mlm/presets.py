@@ -18,11 +18,12 @@ the BERT miniatures of Turc et al. (2019) plus BERT-base and -large.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .models.configuration_recurrent_mlm import RecurrentMLMConfig
+from .variants import VARIANTS as _VARIANT_TABLE
 
 
 @dataclass(frozen=True)
@@ -45,19 +46,9 @@ SIZES: dict[str, Size] = {
     "large": Size(24, 1024, 16),
 }
 
-# Named variants: the encoder fields each sets. `preset_config` accepts these names or the fields directly.
-VARIANTS: dict[str, dict[str, Any]] = {
-    "bert": dict(encoder_type="transformer"),
-    "recurrent_bert": dict(encoder_type="transformer", recurrence="simple"),
-    "gated_bert": dict(encoder_type="transformer", recurrence="gated"),
-    "universal_transformer": dict(encoder_type="transformer", share_layers=True),
-    "sequential_transformer": dict(encoder_type="sequential_transformer"),
-    "sequential_universal_transformer": dict(encoder_type="sequential_transformer", share_layers=True),
-    "lstm": dict(encoder_type="lstm"),
-    "hybrid_lstm": dict(encoder_type="lstm", num_attention_layers=1),
-    "recurrent": dict(encoder_type="recurrent", recurrence="simple"),
-    "hybrid_recurrent": dict(encoder_type="recurrent", recurrence="simple", num_attention_layers=1),
-}
+# The encoder fields of each named variant (a view of `recurrent_mlm.variants.VARIANTS`, the one table).
+# `preset_config` accepts these names or the fields directly.
+VARIANTS: dict[str, dict[str, Any]] = {name: dict(v.fields) for name, v in _VARIANT_TABLE.items()}
 
 PARAMETER_TOLERANCE = 0.02
 
@@ -128,18 +119,44 @@ def preset_config(
     def make(**changes):
         return RecurrentMLMConfig(**{**base, **extra, **changes})
 
-    encoder_type = config.encoder_type
+    solved = free_width(config, fields)
+    if solved is None or solved.field == "recurrence_hidden_size" and config.encoder_type == "transformer":
+        return config  # BERT, or the recurrent sublayer already sized by the config's closed form
+    if solved.field == "num_hidden_layers":  # closed form: half of BERT's layers go to each direction
+        return make(num_hidden_layers=max(1, config.num_hidden_layers // 2))
     H, N = config.hidden_size, config.num_hidden_layers
-    if encoder_type == "lstm" and "lstm_hidden_size" not in fields:
-        config = _solve_integer(lambda h: make(lstm_hidden_size=h), target, 1, 8 * H)
-    elif encoder_type == "recurrent" and "recurrence_hidden_size" not in fields:
-        config = _solve_integer(lambda d: make(recurrence_hidden_size=d), target, 2, 64 * H, step=2)
-    elif config.share_layers and "intermediate_size" not in fields:
-        config = _solve_integer(lambda i: make(intermediate_size=i), target, 1, 64 * N * H)
-    elif encoder_type == "sequential_transformer" and not config.share_layers and "num_hidden_layers" not in fields:
-        if not getattr(config, "sequential_tie_directions", False):
-            config = make(num_hidden_layers=max(1, N // 2))
-    return config
+    limits = {
+        "lstm_hidden_size": dict(low=1, high=8 * H),
+        "recurrence_hidden_size": dict(low=2, high=64 * H, step=2),
+        "intermediate_size": dict(low=1, high=64 * N * H),
+    }[solved.field]
+    return _solve_integer(lambda x: make(**{solved.field: x}), target, **limits)
+
+
+class FreeWidth(NamedTuple):
+    field: str  # the config field solved for BERT's parameter count
+    label: str  # how the README's parameter table names it
+
+
+def free_width(config: RecurrentMLMConfig, given: dict[str, Any] | None = None) -> FreeWidth | None:
+    """The field `preset_config` solves to match BERT's parameter count for this encoder; None when nothing
+    needs solving (BERT, tied sequential stacks) or the field was `given`. For Transformer layers with the
+    recurrent sublayer the config's own default (`solve_recurrence_hidden_size`, a closed form) is the solution."""
+    given = given or {}
+    if config.encoder_type == "lstm":
+        choice = FreeWidth("lstm_hidden_size", "LSTM width")
+    elif config.encoder_type == "recurrent":
+        choice = FreeWidth("recurrence_hidden_size", "recurrence width")
+    elif config.share_layers:
+        plural = "s" if config.encoder_type == "sequential_transformer" else ""
+        choice = FreeWidth("intermediate_size", f"FFN width of the shared layer{plural}")
+    elif config.encoder_type == "sequential_transformer" and not config.sequential_tie_directions:
+        choice = FreeWidth("num_hidden_layers", "layers per direction")
+    elif config.recurrence:
+        choice = FreeWidth("recurrence_hidden_size", "recurrence width")
+    else:
+        return None
+    return None if choice.field in given else choice
 
 
 _ENCODER_FIELDS = {
@@ -162,4 +179,4 @@ _ENCODER_FIELDS = {
 }
 
 
-__all__ = ["SIZES", "VARIANTS", "PARAMETER_TOLERANCE", "count_parameters", "preset_config"]
+__all__ = ["SIZES", "VARIANTS", "PARAMETER_TOLERANCE", "FreeWidth", "count_parameters", "free_width", "preset_config"]

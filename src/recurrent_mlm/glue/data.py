@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 from .tasks import (
     DIAGNOSTIC_FILE,
     DIAGNOSTIC_FOLDER,
@@ -78,7 +78,9 @@ class TaskData:
             digest.update(name.encode())
             for column in [*self.text_columns, "label"]:
                 if column in self.splits[name].column_names:
-                    digest.update(repr(self.splits[name][column]).encode())
+                    digest.update(f"\0{column}\0".encode())
+                    for value in self.splits[name][column]:  # every value, not a printed summary of the column
+                        digest.update(repr(value).encode() + b"\0")
         return digest.hexdigest()[:16]
 
 
@@ -126,6 +128,16 @@ def read_glue_tsv(
     """Read one GLUE TSV file into columns, validating every row. Quotes are plain characters in GLUE TSVs
     (QUOTE_NONE): SST-2 and MRPC texts contain unbalanced `"` that a CSV reader would join across lines."""
     notes = notes if notes is not None else []
+    try:
+        return _read_tsv_rows(path, task, layout, labelled=labelled, drop_empty_texts=drop_empty_texts, notes=notes)
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{path} is not valid {task.encoding} text (byte {err.object[err.start:err.start + 1]!r} at offset "
+            f"{err.start}); GLUE files are UTF-8: convert it (e.g. iconv -f latin1 -t utf-8) and run again."
+        ) from None
+
+
+def _read_tsv_rows(path, task, layout, *, labelled, drop_empty_texts, notes) -> dict[str, list]:
     texts: list[list[str]] = [[] for _ in layout.text_columns]
     labels: list = []
     ids: list[str] = []
@@ -302,6 +314,14 @@ def load_glue_hub(
     import datasets
 
     def fetch(config: str):
+        folder = Path(dataset_name)
+        if folder.is_dir() and (folder / "dataset_dict.json").is_file():  # DatasetDict.save_to_disk
+            return datasets.load_from_disk(str(folder))
+        if folder.is_dir() and (folder / "state.json").is_file():
+            raise UsageError(
+                f"--dataset_name {dataset_name} is one saved Dataset (Dataset.save_to_disk); a GLUE task needs its "
+                "splits: save a DatasetDict with train and validation, or use --train_file/--validation_file."
+            )
         try:
             return datasets.load_dataset(dataset_name, config, cache_dir=cache_dir)
         except (ConnectionError, OSError, ValueError) as err:

@@ -13,44 +13,55 @@ import copy
 import gc
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..training_utils import UsageError, atomic_write_text, build_optimizer
+from ..cli import UsageError
+from ..files import atomic_write_text
+from ..optim import build_optimizer, build_scheduler, warmup_steps
 from .data import TaskData
 from .metrics import compute_metrics, task_baseline
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
 
 
-@dataclass
+@dataclass(kw_only=True)
 class FinetuneConfig:
-    """Hyperparameters shared by every run of a sweep (the learning rate and seed vary per run)."""
+    """Hyperparameters shared by every run of a sweep (the learning rate and seed vary per run). Built from the
+    run's `GlueArguments` (`from_arguments`), where the defaults live."""
 
-    per_device_train_batch_size: int = 32
-    per_device_eval_batch_size: int = 64
-    num_train_epochs: int = 3
-    max_train_steps: int | None = None
-    gradient_accumulation_steps: int = 1
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    num_warmup_steps: int | None = None
-    lr_scheduler_type: str = "linear"
-    max_grad_norm: float = 1.0
-    max_seq_length: int = 128
-    eval_steps: int | None = None
-    logging_steps: int = 10
-    dtype: str = "float32"
-    trust_remote_code: bool = False
-    ignore_mismatched_sizes: bool = False
-    tokenizer_name: str | None = None
-    ece_bins: int = 15
-    load_best_model_at_end: bool = False
-    cache_dir: str | None = None  # where models and tokenizers downloaded from the Hub are cached
+    per_device_train_batch_size: int
+    per_device_eval_batch_size: int
+    num_train_epochs: float
+    max_train_steps: int | None
+    gradient_accumulation_steps: int
+    weight_decay: float
+    warmup_ratio: float
+    num_warmup_steps: int | None
+    lr_scheduler_type: str
+    max_grad_norm: float
+    max_seq_length: int
+    eval_steps: int | None
+    early_stopping_patience: int | None
+    logging_steps: int
+    dtype: str
+    trust_remote_code: bool
+    ignore_mismatched_sizes: bool
+    tokenizer_name: str | None
+    ece_bins: int
+    load_best_model_at_end: bool
+    gradient_checkpointing: bool
+    dataloader_num_workers: int
+    disable_tqdm: bool
+    cache_dir: str | None  # where models and tokenizers downloaded from the Hub are cached
+
+    @classmethod
+    def from_arguments(cls, args) -> FinetuneConfig:
+        return cls(**{f.name: getattr(args, f.name) for f in fields(cls)})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +128,13 @@ def inspect_model(path: str, label: str, data: TaskData, cfg: FinetuneConfig) ->
             f"the tokenizer of {tokenizer_source} has {len(tokenizer)} tokens but {path} embeds only {vocab}; "
             "use the tokenizer the model was trained with (--tokenizer_name)."
         )
+
+    if cfg.gradient_checkpointing:  # refused now, not when the first run starts
+        from transformers import AutoModelForSequenceClassification
+
+        with torch.device("meta"):
+            probe = AutoModelForSequenceClassification.from_config(config, trust_remote_code=cfg.trust_remote_code)
+        enable_gradient_checkpointing(probe, path)
 
     architectures = config.architectures or []
     has_head = any(a.endswith("ForSequenceClassification") for a in architectures)
@@ -364,6 +382,9 @@ class RunOutcome:
     baseline: str
     diverged: bool
     diverged_reason: str | None
+    divergence: dict  # each definition's verdict (see `classify_divergence`)
+    stopped_early: bool
+    mixed_precision: str
     train_steps: int
     num_train_examples: int
     wall_seconds: float
@@ -382,12 +403,19 @@ def _collator(tokenizer, accelerator):
     return DataCollatorWithPadding(tokenizer, pad_to_multiple_of=multiple)
 
 
-def make_loader(dataset, tokenizer, accelerator, batch_size: int, shuffle: bool = False, seed: int | None = None):
+def make_loader(
+    dataset, tokenizer, accelerator, batch_size: int, shuffle: bool = False, seed: int | None = None, num_workers: int = 0
+):
     from torch.utils.data import DataLoader
 
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(
-        dataset, batch_size=batch_size, shuffle=shuffle, generator=generator, collate_fn=_collator(tokenizer, accelerator)
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+        collate_fn=_collator(tokenizer, accelerator),
+        num_workers=num_workers,
     )
 
 
@@ -408,7 +436,6 @@ def run_finetuning(
     """Fine-tune `info.path` on `data` once, evaluating every `eval_steps`, at each epoch end and at the end."""
     from accelerate.utils import set_seed
     from tqdm.auto import tqdm
-    from transformers import get_scheduler
 
     started = time.perf_counter()
     set_seed(seed)
@@ -417,17 +444,22 @@ def run_finetuning(
         accelerator.scaler.load_state_dict(_initial_scaler_state(accelerator))
     model, loading = load_model(info, data, cfg)
     loading_text = describe_loading(loading)
-    optimizer = build_optimizer(model, learning_rate, weight_decay=cfg.weight_decay)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model, info.path)
+    raw_optimizer = build_optimizer(model, learning_rate, weight_decay=cfg.weight_decay)
 
     train_dataset = tokenized.get("train")
-    model, optimizer = accelerator.prepare(model, optimizer)
+    model, optimizer = accelerator.prepare(model, raw_optimizer)
+    workers = cfg.dataloader_num_workers
     train_loader = None
     if train_dataset is not None:
         train_loader = accelerator.prepare(
-            make_loader(train_dataset, info.tokenizer, accelerator, cfg.per_device_train_batch_size, shuffle=True, seed=seed)
+            make_loader(
+                train_dataset, info.tokenizer, accelerator, cfg.per_device_train_batch_size, shuffle=True, seed=seed, num_workers=workers
+            )
         )
     eval_loaders = {
-        s: accelerator.prepare(make_loader(tokenized[s], info.tokenizer, accelerator, cfg.per_device_eval_batch_size))
+        s: accelerator.prepare(make_loader(tokenized[s], info.tokenizer, accelerator, cfg.per_device_eval_batch_size, num_workers=workers))
         for s in data.validation_splits
     }
 
@@ -438,17 +470,11 @@ def run_finetuning(
     elif cfg.max_train_steps is not None:
         max_steps = cfg.max_train_steps
     else:
-        max_steps = cfg.num_train_epochs * steps_per_epoch
+        max_steps = math.ceil(cfg.num_train_epochs * steps_per_epoch)
     num_epochs = math.ceil(max_steps / steps_per_epoch) if steps_per_epoch else 0
-    warmup = cfg.num_warmup_steps if cfg.num_warmup_steps is not None else math.ceil(cfg.warmup_ratio * max_steps)
-    # The prepared scheduler steps once per process on every call, so its horizon is counted in process-steps.
-    scheduler = get_scheduler(
-        cfg.lr_scheduler_type,
-        optimizer=optimizer,
-        num_warmup_steps=warmup * accelerator.num_processes,
-        num_training_steps=max(1, max_steps) * accelerator.num_processes,
-    )
-    scheduler = accelerator.prepare(scheduler)
+    warmup = warmup_steps(max_steps, cfg.warmup_ratio, cfg.num_warmup_steps)
+    # Built on the raw optimizer and stepped once per optimizer step (see recurrent_mlm.optim).
+    scheduler = build_scheduler(raw_optimizer, cfg.lr_scheduler_type, warmup=warmup, total_steps=max_steps)
     unwrapped = accelerator.unwrap_model(model)
     project = getattr(unwrapped, "project_recurrent_weights", None)
 
@@ -465,9 +491,11 @@ def run_finetuning(
     window_batches = 0
 
     per_example: dict = {}
+    evals_since_best = 0
+    stopped_early = False
 
     def evaluate_now():
-        nonlocal best, best_state
+        nonlocal best, best_state, evals_since_best, stopped_early
         per_example.clear()
         splits = evaluate_splits(accelerator, model, eval_loaders, data, info, cfg, per_example=per_example)
         score = splits[primary]["score"]
@@ -477,12 +505,20 @@ def run_finetuning(
             accelerator.log(_flatten(f"{log_prefix}eval", splits), step=completed)
         if not math.isnan(score) and score > best["score"]:
             best = record
+            evals_since_best = 0
             if cfg.load_best_model_at_end:
                 best_state = {k: v.detach().to("cpu", copy=True) for k, v in accelerator.unwrap_model(model).state_dict().items()}
+        else:
+            evals_since_best += 1
+            if cfg.early_stopping_patience is not None and evals_since_best >= cfg.early_stopping_patience:
+                stopped_early = True
         return record
 
     progress = tqdm(
-        total=max_steps, desc=description or "fine-tuning", disable=not accelerator.is_local_main_process, leave=False
+        total=max_steps,
+        desc=description or "fine-tuning",
+        disable=cfg.disable_tqdm or not accelerator.is_local_main_process,
+        leave=False,
     )
     model.train()
     last_eval_step = -1
@@ -494,12 +530,13 @@ def run_finetuning(
                 if accelerator.sync_gradients and cfg.max_grad_norm and cfg.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
                 optimizer.step()
-                scheduler.step()
                 optimizer.zero_grad()
             window_loss += loss.detach().float()
             window_batches += 1
             if not accelerator.sync_gradients:
                 continue
+            if not optimizer.step_was_skipped:  # fp16 overflow: no optimizer step, no schedule step
+                scheduler.step()
             completed += 1
             if project is not None:
                 project()
@@ -519,20 +556,31 @@ def run_finetuning(
             if cfg.eval_steps and completed % cfg.eval_steps == 0 and completed < max_steps:
                 final = evaluate_now()
                 last_eval_step = completed
-            if completed >= max_steps:
+            if completed >= max_steps or stopped_early:
                 break
-        if nonfinite_step is not None or completed >= max_steps:
+        if nonfinite_step is not None or completed >= max_steps or stopped_early:
             break
         if last_eval_step != completed:
             final = evaluate_now()
             last_eval_step = completed
+            if stopped_early:
+                break
     progress.close()
     if last_eval_step != completed or final is None:
         final = evaluate_now()
 
     if best["step"] is None:  # every evaluation was NaN
         best = final
-    diverged, reason = _divergence(nonfinite_step, final["score"], baseline_score, baseline_text)
+    primary_predictions = per_example.get(primary, {}).get("predictions")
+    divergence = classify_divergence(
+        trained=completed > 0,
+        nonfinite_step=nonfinite_step,
+        score=final["score"],
+        baseline=baseline_score,
+        baseline_text=baseline_text,
+        predictions=None if data.is_regression else primary_predictions,
+        losses=[point[1] for point in loss_curve],
+    )
 
     unwrapped = accelerator.unwrap_model(model)
     if cfg.load_best_model_at_end and best_state is not None:
@@ -552,8 +600,11 @@ def run_finetuning(
         eval_curve=eval_curve,
         baseline_score=baseline_score,
         baseline=baseline_text,
-        diverged=diverged,
-        diverged_reason=reason,
+        diverged=divergence["diverged"],
+        diverged_reason=divergence["reason"],
+        divergence=divergence,
+        stopped_early=stopped_early,
+        mixed_precision=str(accelerator.mixed_precision),
         train_steps=completed,
         num_train_examples=len(train_dataset) if train_dataset is not None else 0,
         wall_seconds=time.perf_counter() - started,
@@ -569,14 +620,62 @@ def run_finetuning(
     return outcome
 
 
-def _divergence(nonfinite_step, score: float, baseline: float, baseline_text: str) -> tuple[bool, str | None]:
-    if nonfinite_step is not None:
-        return True, f"non-finite training loss at step {nonfinite_step}"
-    if math.isnan(score):
-        return True, "final score undefined (non-finite or constant predictions)"
-    if score <= baseline + 1e-9:
-        return True, f"final score {score:.4f} not better than the trivial predictor's {baseline:.4f} ({baseline_text})"
-    return False, None
+EXPLODED_LOSS_FACTOR = 10.0
+
+
+def classify_divergence(
+    *,
+    trained: bool,
+    nonfinite_step: int | None,
+    score: float,
+    baseline: float,
+    baseline_text: str,
+    predictions=None,
+    losses: list[float] | None = None,
+) -> dict[str, Any]:
+    """Whether a run diverged, by each definition the stability literature uses (Mosbach et al. 2021; Dodge et
+    al. 2020), and one line saying why:
+
+    - `nonfinite`: the training loss became NaN or infinite;
+    - `exploded`: the last logged training loss is more than 10x the first (the optimisation blew up even if
+      the predictions still beat the trivial predictor by a few examples);
+    - `collapsed`: one class predicted for every evaluation example (classification);
+    - `trivial`: a final score no better than the trivial predictor's (majority class / constant prediction).
+
+    `diverged` is any of them. A run that trained no step (evaluation only) is not judged: all False."""
+    verdict = {"nonfinite": False, "exploded": False, "collapsed": False, "trivial": False}
+    reasons = []
+    if trained:
+        if nonfinite_step is not None:
+            verdict["nonfinite"] = True
+            reasons.append(f"non-finite training loss at step {nonfinite_step}")
+        finite = [v for v in (losses or []) if v is not None and math.isfinite(v)]
+        if len(finite) >= 2 and finite[-1] > EXPLODED_LOSS_FACTOR * max(finite[0], 1e-12):
+            verdict["exploded"] = True
+            reasons.append(f"training loss exploded ({finite[0]:.4g} -> {finite[-1]:.4g})")
+        if predictions is not None and len(predictions) > 1 and len(np.unique(predictions)) == 1:
+            verdict["collapsed"] = True
+            reasons.append("one class predicted for every example")
+        if score is None or math.isnan(score):
+            verdict["trivial"] = True
+            reasons.append("final score undefined (non-finite or constant predictions)")
+        elif score <= baseline + 1e-9:
+            verdict["trivial"] = True
+            reasons.append(f"final score {score:.4f} not better than the trivial predictor's {baseline:.4f} ({baseline_text})")
+    diverged = any(verdict.values())
+    return {**verdict, "diverged": diverged, "reason": "; ".join(reasons) if reasons else None}
+
+
+def enable_gradient_checkpointing(model, path: str) -> None:
+    """Turn on activation checkpointing, or refuse with one line when the model cannot."""
+    try:
+        enable = getattr(model, "activation_checkpointing_enable", None)  # the name since transformers 5.x
+        if enable is not None:
+            enable(activation_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    except (ValueError, NotImplementedError) as err:
+        raise UsageError(f"--gradient_checkpointing: {path} cannot use it ({_first_line(err)}); drop the flag.") from None
 
 
 _SCALER_STATES: dict[int, dict] = {}

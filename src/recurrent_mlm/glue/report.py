@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training_utils import atomic_write_json, atomic_write_text
+from ..files import atomic_write_json, atomic_write_text
 from .sweep import RESULT_FILE, RUNS_DIR, SPEC_FILE, lr_tag
 from .tasks import SCORE_DEFINITIONS
 
@@ -36,6 +36,12 @@ def _mean(values) -> float:
 def stats_score(run: dict) -> float:
     score = run["final"]["score"]
     return float(run["baseline_score"]) if score is None or math.isnan(score) else float(score)
+
+
+def _collapsed(run: dict) -> bool:
+    """The strict divergence definition: NaN/inf training loss, or one class predicted for every example."""
+    divergence = run.get("divergence") or {}
+    return bool(divergence.get("nonfinite") or divergence.get("collapsed"))
 
 
 def aggregate(runs: list[dict]) -> list[dict]:
@@ -58,6 +64,7 @@ def aggregate(runs: list[dict]) -> list[dict]:
                     "min": float(scores.min()),
                     "max": float(scores.max()),
                     "diverged": sum(bool(r["diverged"]) for r in cell),
+                    "collapsed": sum(_collapsed(r) for r in cell),
                     "mean_best": _mean(r["best"]["score"] for r in cell),
                     "mean_ece": _mean(r.get("ece") for r in cell),
                 }
@@ -120,17 +127,20 @@ def markdown(meta: dict, rows: list[dict], summaries: list[dict]) -> str:
         "",
         f"Score: {score} on `{meta.get('primary_split', 'validation')}` after the last step, over seeds "
         f"{', '.join(str(s) for s in meta.get('seeds', []))}. Trivial predictor: "
-        f"{_fmt(meta.get('baseline_score'))} ({meta.get('baseline', '')}). A run diverged if its training loss "
-        "became NaN/inf or its final score did not beat the trivial predictor; undefined scores count as the "
-        "trivial predictor's.",
+        f"{_fmt(meta.get('baseline_score'))} ({meta.get('baseline', '')}). A run *diverged* if its training loss "
+        "became NaN/inf or grew tenfold, it predicted one class for every example, or its final score did not "
+        "beat the trivial predictor; *collapsed* counts only the first and third (the strict definition). "
+        "Undefined scores count as the trivial predictor's. `mean best` is the best evaluation during training, "
+        "chosen on the reported split: an optimistic number, shown for reference only.",
         "",
-        "| model | learning rate | runs | mean | std | min | max | diverged | mean best | mean ECE |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | learning rate | runs | mean | std | min | max | diverged | collapsed | mean best | mean ECE |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
             f"| {r['model']} | {lr_tag(r['learning_rate'])} | {r['runs']} | {_fmt(r['mean'])} | {_fmt(r['std'])} | "
-            f"{_fmt(r['min'])} | {_fmt(r['max'])} | {r['diverged']} | {_fmt(r['mean_best'])} | {_fmt(r['mean_ece'])} |"
+            f"{_fmt(r['min'])} | {_fmt(r['max'])} | {r['diverged']} | {r.get('collapsed', 0)} | {_fmt(r['mean_best'])} | "
+            f"{_fmt(r['mean_ece'])} |"
         )
     lines += ["", "## Summary", "", *[f"- {s['line']}" for s in summaries], ""]
     return "\n".join(lines)
@@ -214,6 +224,7 @@ def plot(path: Path, meta: dict, runs: list[dict], rows: list[dict]) -> None:
 def write_report(output_dir: str | Path, meta: dict, runs: list[dict], with_plot: bool = True) -> dict:
     """Write runs.json, runs.csv, stability.json, stability.md (and stability.png). Returns the summary."""
     output_dir = Path(output_dir)
+    meta = {**meta, "seeds": sorted({r["seed"] for r in runs})}
     rows = aggregate(runs)
     summaries = summarise(rows)
     atomic_write_json(output_dir / "runs.json", {"meta": meta, "runs": runs})

@@ -22,17 +22,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..training_utils import UsageError, atomic_write_json
+from ..cli import UsageError
+from ..files import atomic_write_json
 
 SPEC_FILE = "sweep.json"
 RUNS_DIR = "runs"
 RESULT_FILE = "result.json"
 # Settings that do not change a run's numbers; they may differ between invocations of one sweep.
-NOT_COMPARED = ("logging_steps", "trust_remote_code", "per_device_eval_batch_size", "report_to", "cache_dir")
+NOT_COMPARED = ("logging_steps", "trust_remote_code", "per_device_eval_batch_size", "report_to", "cache_dir", "disable_tqdm", "dataloader_num_workers")
 
 
 def lr_tag(learning_rate: float) -> str:
-    return f"{learning_rate:g}"
+    """The learning rate as run folders and reports name it: `%g` (`0.0001`, `1e+06`) when that reads back as
+    the same float, else the shortest exact text, so two different rates never share a folder (`1e-4` and
+    `1.0000001e-4` are `0.0001` and `0.00010000001`)."""
+    short = f"{learning_rate:g}"
+    return short if float(short) == float(learning_rate) else repr(float(learning_rate))
 
 
 def model_labels(paths: list[str], labels: list[str] | None = None) -> list[str]:
@@ -72,7 +77,13 @@ class Sweep:
 
     # -- set-up --------------------------------------------------------------------------------------------
     @staticmethod
-    def check(output_dir: str | Path, spec: dict[str, Any], models: dict[str, str], overwrite: bool) -> None:
+    def check(
+        output_dir: str | Path,
+        spec: dict[str, Any],
+        models: dict[str, str],
+        overwrite: bool,
+        weights: dict[str, str | None] | None = None,
+    ) -> None:
         """Refuse to mix runs of different sweeps in one folder. Reads only; call before any output."""
         output_dir = Path(output_dir)
         if output_dir.exists() and not output_dir.is_dir():
@@ -94,7 +105,7 @@ class Sweep:
         before, now = _compared(previous.get("settings", {})), _compared(spec)
         changed = sorted(k for k in set(before) | set(now) if before.get(k) != now.get(k))
         if changed:
-            details = "; ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:4])
+            details = "; ".join(f"{k}: {_show(before.get(k))} -> {_show(now.get(k))}" for k in changed[:4])
             raise UsageError(
                 f"--output_dir {output_dir} holds a sweep with other settings ({details}); its results would not "
                 "compare. Use a new --output_dir, or pass --overwrite_output_dir to discard them."
@@ -106,6 +117,14 @@ class Sweep:
                     f"model name {label!r} stands for {old} in {output_dir} but for {path} now; give this model "
                     "another name with --model_labels, or use a new --output_dir."
                 )
+        for label, fingerprint in (weights or {}).items():
+            old = previous.get("weights", {}).get(label)
+            if old is not None and fingerprint is not None and old != fingerprint:
+                raise UsageError(
+                    f"the weights of {models.get(label, label)} changed since {output_dir} started its runs of "
+                    f"{label!r}; their results would not compare. Use a new --output_dir (or name the new weights "
+                    "differently with --model_labels), or pass --overwrite_output_dir to discard the old runs."
+                )
 
     @staticmethod
     def start(
@@ -115,6 +134,7 @@ class Sweep:
         grid: dict,
         overwrite: bool,
         report_meta: dict | None = None,
+        weights: dict[str, str | None] | None = None,
     ) -> None:
         """Create (or, with `overwrite`, clear) the folder and record the sweep's settings (and what the report
         needs to be rebuilt from the folder alone). Main process only."""
@@ -130,6 +150,7 @@ class Sweep:
         if spec_path.exists():
             record = json.loads(spec_path.read_text(encoding="utf-8"))
         record["models"] = {**record.get("models", {}), **models}
+        record["weights"] = {**record.get("weights", {}), **{k: v for k, v in (weights or {}).items() if v is not None}}
         record["learning_rates"] = sorted(set(record.get("learning_rates", [])) | set(grid["learning_rates"]))
         record["seeds"] = sorted(set(record.get("seeds", [])) | set(grid["seeds"]))
         if report_meta is not None:
@@ -153,6 +174,16 @@ class Sweep:
         """Finished runs of this grid, in grid order."""
         return [r for r in (self.result(k) for k in self.keys) if r is not None]
 
+    def all_results(self) -> list[dict]:
+        """Every finished run in the folder: this invocation's grid and what earlier invocations (other
+        learning rates, seeds or models of the same sweep) finished, in the order of the recorded grid."""
+        record = read_record(self.output_dir)
+        models = {**record.get("models", {}), **{k.model_label: k.model_path for k in self.keys}}
+        rates = sorted(set(record.get("learning_rates", [])) | {k.learning_rate for k in self.keys})
+        seeds = sorted(set(record.get("seeds", [])) | {k.seed for k in self.keys})
+        keys = [RunKey(label, path, lr, seed) for label, path in models.items() for lr in rates for seed in seeds]
+        return [r for r in (self.result(k) for k in keys) if r is not None]
+
     def begin_run(self, key: RunKey) -> Path:
         """An empty folder for `key` (what an interrupted earlier attempt left there is removed)."""
         folder = self.run_dir(key)
@@ -163,6 +194,18 @@ class Sweep:
 
     def finish_run(self, key: RunKey, result: dict) -> None:
         atomic_write_json(self.run_dir(key) / RESULT_FILE, result)
+
+
+def _show(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
+def read_record(output_dir: str | Path) -> dict[str, Any]:
+    """The sweep's `sweep.json` (settings, models, weights, the grid so far); empty when there is none."""
+    path = Path(output_dir) / SPEC_FILE
+    if not path.exists():
+        return {}
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _compared(spec: dict) -> dict:

@@ -295,5 +295,20 @@ class RecurrentMLMConfig(PreTrainedConfig):
             return False
         return self.recurrence_layers is None or layer_idx in self.recurrence_layers
 
+    def check_gradient_checkpointing(self) -> None:
+        """Raise a `ValueError` if this encoder has nothing to checkpoint (the model's
+        `activation_checkpointing_enable()` calls it; scripts can call it before building anything).
+
+        Checkpointed are the Transformer layers (with or without recurrent sublayers), the recurrent layers and
+        the attention layers on top of an LSTM; the LSTM itself runs normally: `nn.LSTM` runs all its layers in
+        one call, and recomputing it whole would save little memory (its backward needs all of its
+        activations at once)."""
+        if self.encoder_type == "lstm" and not self.num_attention_layers:
+            raise ValueError(
+                "Gradient checkpointing has nothing to checkpoint in the LSTM encoder (encoder_type='lstm' without "
+                "attention layers): nn.LSTM runs all its layers in one call; train without gradient "
+                "checkpointing, or add attention layers on top (num_attention_layers), which are checkpointed."
+            )
+
 
 __all__ = ["RecurrentMLMConfig", "solve_recurrence_hidden_size"]

@@ -23,6 +23,7 @@ public API and its sibling files.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
+from .recurrence import capturing_graph, exporting, gated_recurrence, resolve_implementation, simple_recurrence
 
 logger = logging.get_logger(__name__)
 
@@ -58,13 +59,18 @@ class SequenceContext:
     `attention_mask` is the usual `(batch, seq)` 1/0 mask or `None` (no padding). Orders are `None` (the
     identity), `"flip"`, or a pair `(index, inverse)` of `(batch, seq)` gathers that put the real tokens first
     in the wanted reading order; recurrences run on the reordered sequence, so padding never feeds a real token.
+
+    In eager mode a mask without padding is dropped (no masks to build, nothing to reorder). While a graph is
+    captured (`torch.compile`, `torch.export`, ONNX, `jit.trace`) that check on the mask's values would break the
+    graph or be frozen into it, so the general path runs instead: the same outputs, with or without padding.
     """
 
     def __init__(self, attention_mask: torch.Tensor | None, dtype: torch.dtype, attn_implementation: str | None):
-        if attention_mask is not None and bool(attention_mask.all()):
+        if attention_mask is not None and not capturing_graph() and bool(attention_mask.all()):
             attention_mask = None
         self.attention_mask = attention_mask
         self.dtype = dtype
+        self.attn_implementation = attn_implementation
         self.eager = attn_implementation in (None, "eager")
         self._cache: dict[str, object] = {}
 
@@ -79,7 +85,8 @@ class SequenceContext:
         def build():
             mask = None if self.attention_mask is None else self.attention_mask.flip(1)
             ctx = SequenceContext.__new__(SequenceContext)
-            ctx.attention_mask, ctx.dtype, ctx.eager, ctx._cache = mask, self.dtype, self.eager, {}
+            ctx.attention_mask, ctx.dtype, ctx._cache = mask, self.dtype, {}
+            ctx.attn_implementation, ctx.eager = self.attn_implementation, self.eager
             return ctx
 
         return self._cached("flipped", build)
@@ -98,14 +105,15 @@ class SequenceContext:
         allowed = torch.ones(1, 1, length, length, dtype=torch.bool, device=device)
         if mask is not None:
             allowed = allowed & mask[:, None, None, :].bool()
+        positions = torch.arange(length, device=device)
         if causal:
-            positions = torch.arange(length, device=device)
             allowed = allowed & (positions[None, :] <= positions[:, None])
         # A query whose row would be empty (a padded query before any real token in a causal stack, or an
         # all-padding sequence) sees itself instead: no NaN from SDPA, and no effect on real tokens, whose own
-        # position is always real. Other rows are left exactly as BERT builds them.
+        # position is always real. Other rows are left exactly as BERT builds them. (A comparison, not
+        # `torch.eye`: ONNX Runtime has no boolean EyeLike.)
         empty_row = ~allowed.any(dim=-1, keepdim=True)
-        allowed = allowed | (empty_row & torch.eye(length, dtype=torch.bool, device=device))
+        allowed = allowed | (empty_row & (positions[:, None] == positions[None, :]))
         if not self.eager:
             return allowed
         return torch.zeros(allowed.shape, dtype=self.dtype, device=device).masked_fill(
@@ -126,7 +134,7 @@ class SequenceContext:
         key = (length - 1 - positions) if reverse else positions
         key = key[None, :] + (mask == 0).long() * length  # real tokens first, each group in reading order
         index = key.argsort(dim=1)
-        if not reverse and bool((index == positions).all()):
+        if not reverse and not capturing_graph() and bool((index == positions).all()):
             return None  # right padding read left to right: nothing to move
         return index, index.argsort(dim=1)
 
@@ -151,6 +159,11 @@ def undo_order(x: torch.Tensor, order) -> torch.Tensor:
     if order is None or isinstance(order, str):
         return apply_order(x, order)
     return apply_order(x, (order[1], order[0]))
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: recurrent states and losses stay float32 under bf16/fp16, float64 in a float64 model."""
+    return x if x.dtype == torch.float64 else x.float()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -228,13 +241,19 @@ class RecurrentMLMSelfAttention(nn.Module):
         # Set on purpose: under SDPA an unset flag with no mask would silently become causal.
         self.is_causal = is_causal
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        attn_implementation: str | None = None,
+    ):
         shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
         query = self.query(hidden_states).view(shape).transpose(1, 2)  # (batch, heads, seq, head_dim)
         key = self.key(hidden_states).view(shape).transpose(1, 2)
         value = self.value(hidden_states).view(shape).transpose(1, 2)
+        # Per call: the model switches to eager for a call that asks for the attention weights.
         attention_interface = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+            attn_implementation or self.config._attn_implementation, eager_attention_forward
         )
         attn_output, attn_weights = attention_interface(
             self,
@@ -266,8 +285,13 @@ class RecurrentMLMAttention(nn.Module):
         self.self = RecurrentMLMSelfAttention(config, is_causal=is_causal)
         self.output = RecurrentMLMSelfOutput(config)
 
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None):
-        attn_output, attn_weights = self.self(hidden_states, attention_mask)
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        attn_implementation: str | None = None,
+    ):
+        attn_output, attn_weights = self.self(hidden_states, attention_mask, attn_implementation)
         return self.output(attn_output, hidden_states), attn_weights
 
 
@@ -331,7 +355,9 @@ class _RecurrentSublayer(nn.Module):
             return undo_order(self.scan(*[apply_order(x, order) for x in inputs], implementation=implementation), order)
         # Both directions in one scan: stack them along the batch (half the sequential steps of two scans).
         stacked = [torch.cat([apply_order(x[..., :half], fwd), apply_order(x[..., half:], bwd)], dim=0) for x in inputs]
-        out_fwd, out_bwd = self.scan(*stacked, implementation=implementation).chunk(2, dim=0)
+        out = self.scan(*stacked, implementation=implementation)
+        batch = inputs[0].shape[0]  # (slices, not chunk(2): an exported graph keeps a symbolic batch size)
+        out_fwd, out_bwd = out[:batch], out[batch:]
         return torch.cat([undo_order(out_fwd, fwd), undo_order(out_bwd, bwd)], dim=-1)
 
 
@@ -352,9 +378,9 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
-        # The state is kept in float32 whatever the autocast dtype.
-        c = self.directional_scan([x1.float()], context)
-        h = (c + self.state_bias.float()) * torch.sigmoid(x2.float() + self.gate_bias.float())
+        # The state is kept in float32 (float64 in a float64 model) whatever the autocast dtype.
+        c = self.directional_scan([_full(x1)], context)
+        h = (c + _full(self.state_bias)) * torch.sigmoid(_full(x2) + _full(self.gate_bias))
         return h.to(x1.dtype)
 
 
@@ -372,9 +398,9 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)
-        f = torch.sigmoid(f_logits.float() + self.forget_bias.float())
-        c = self.directional_scan([z.float(), f], context)
-        return (c + self.state_bias.float()).to(z.dtype)
+        f = torch.sigmoid(_full(f_logits) + _full(self.forget_bias))
+        c = self.directional_scan([_full(z), f], context)
+        return (c + _full(self.state_bias)).to(z.dtype)
 
 
 RECURRENCE_CLASSES = {"simple": RecurrentMLMSimpleRecurrence, "gated": RecurrentMLMGatedRecurrence}
@@ -418,7 +444,8 @@ class RecurrentMLMLayer(GradientCheckpointingLayer):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         attn_weights = None
         if self.attention is not None:
-            hidden_states, attn_weights = self.attention(hidden_states, attention_mask)
+            attn_implementation = context.attn_implementation if context is not None else None
+            hidden_states, attn_weights = self.attention(hidden_states, attention_mask, attn_implementation)
         mixer = self.recurrence if hasattr(self, "recurrence") else self.intermediate
         return self.output(mixer(hidden_states, context), hidden_states), attn_weights
 
@@ -637,15 +664,18 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         output_hidden_states: bool = False,
         output_attentions: bool = False,
     ) -> EncoderOutput:
-        # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
-        self.lstm.flatten_parameters()
         batch, length, _ = hidden_states.shape
         mask = context.attention_mask
         with torch.autocast(device_type=hidden_states.device.type, enabled=False):
             x = hidden_states.float() if self.lstm.weight_ih_l0.dtype == torch.float32 else hidden_states
-            if mask is None:
+            if exporting():  # (torch.compile runs nn.LSTM as an opaque call: packing is fine there)
+                states, h_n = self._run_unpacked(x, context)
+            elif mask is None:
+                # cuDNN wants one contiguous weight buffer; after .to(), DDP wrapping or loading it may not be.
+                self.lstm.flatten_parameters()
                 states, (h_n, _) = self.lstm(x)
             else:
+                self.lstm.flatten_parameters()
                 order = context.order(reverse=False)
                 lengths = mask.sum(dim=1).clamp(min=1).cpu()
                 packed = nn.utils.rnn.pack_padded_sequence(
@@ -662,6 +692,39 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         hidden = (hidden_states, output) if output_hidden_states else None
         encoder_output = EncoderOutput(output, hidden, () if output_attentions else None, pooled)
         return self._apply_attention_stack(encoder_output, context, output_hidden_states, output_attentions)
+
+    def _run_unpacked(self, x: torch.Tensor, context: SequenceContext) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the packed LSTM computes, as operations an exported graph can hold (packing needs the lengths on
+        the host): `(states, h_n)` as `nn.LSTM` returns them, from the same weights.
+
+        With padding, each layer runs each direction on its own reordering of the sequence (real tokens first in
+        that direction's reading order), so padding never reaches a real token, exactly as with packing."""
+        lstm = self.lstm
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # initial state of one layer and direction
+        if context.attention_mask is None:
+            weights = [w for layer_weights in lstm.all_weights for w in layer_weights]
+            start = zeros.expand(2 * lstm.num_layers, -1, -1).contiguous()
+            states, h_n, _ = torch.lstm(
+                x, (start, start), weights, True, lstm.num_layers, lstm.dropout, self.training, True, True
+            )
+            return states, h_n
+        lengths = context.attention_mask.sum(dim=1).clamp(min=1)  # (batch,)
+        last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, lstm.hidden_size)
+        layer_input, finals = x, []
+        for layer in range(lstm.num_layers):
+            outputs, finals = [], []
+            for direction, reverse in enumerate((False, True)):
+                order = context.order(reverse)
+                weights = lstm.all_weights[2 * layer + direction]
+                states, _, _ = torch.lstm(
+                    apply_order(layer_input, order), (zeros, zeros), weights, True, 1, 0.0, False, False, True
+                )
+                finals.append(states.gather(1, last).squeeze(1))  # state after the last real token read
+                outputs.append(undo_order(states, order))
+            layer_input = torch.cat(outputs, dim=-1)  # (batch, seq, 2 * hidden)
+            if layer < lstm.num_layers - 1:
+                layer_input = F.dropout(layer_input, lstm.dropout, self.training)
+        return layer_input, torch.stack(finals)
 
     @torch.no_grad()
     def project_recurrent_weights(self, max_singular_value: float) -> None:
@@ -691,6 +754,7 @@ class RecurrentMLMPooler(nn.Module):
         super().__init__()
         self.pooling = config.pooling
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dense.fixed_init_seed = 0  # initial weights: a fixed draw (see `_init_weights`)
         self.activation = nn.Tanh()
 
     def forward(self, encoder_output: EncoderOutput, context: SequenceContext) -> torch.Tensor:
@@ -770,6 +834,18 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, RecurrentMLMGatedRecurrence):
             init.zeros_(module.state_bias)
             init.constant_(module.forget_bias, float(self.config.recurrence_forget_bias))
+        elif isinstance(module, nn.Linear) and getattr(module, "fixed_init_seed", None) is not None:
+            # The pooler's dense layer. Masked-LM pretraining trains no pooler, so our MLM checkpoints hold none
+            # and a classification head loaded from one starts it fresh. A fixed draw from BERT's initial
+            # distribution makes every load of a checkpoint the same model (PEFT adapters, which do not save
+            # the pooler, reload to the same outputs; runs from one checkpoint differ only in what their seed
+            # changes). Drawn on the CPU, so it is the same on every device; a loaded pooler is left as it is.
+            generator = torch.Generator().manual_seed(module.fixed_init_seed)
+            weight = torch.empty(module.weight.shape, device="cpu").normal_(
+                0.0, self.config.initializer_range, generator=generator
+            )
+            init.copy_(module.weight, weight)
+            init.zeros_(module.bias)
         elif isinstance(module, nn.LSTM):
             # After the generic xavier/zeros init: forget-gate bias 1 (gate order i, f, g, o) so that early
             # training keeps memory, the usual LSTM recipe.
@@ -780,6 +856,13 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
                     value[size : 2 * size] = 1.0
                     init.copy_(param, value)
 
+    def _set_gradient_checkpointing(self, enable: bool = True, *args, **kwargs):
+        # Reached from activation_checkpointing_enable() (and the deprecated gradient_checkpointing_enable()):
+        # refuse with our reason instead of transformers' generic "not compatible" message.
+        if enable:
+            self.config.check_gradient_checkpointing()
+        return super()._set_gradient_checkpointing(enable, *args, **kwargs)
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         # transformers records only the saving class in auto_map; record every head so that, e.g., an MLM
         # checkpoint loads with AutoModelForSequenceClassification and trust_remote_code.
@@ -788,7 +871,9 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
 
     # -- conversion from BERT ----------------------------------------------------------------------------
     @classmethod
-    def from_bert(cls, bert, recurrence: str | None = None, **config_overrides):
+    def from_bert(
+        cls, bert, recurrence: str | None = None, *, ignore_mismatched_sizes: bool = False, **config_overrides
+    ):
         """Build this model from a transformers BERT checkpoint.
 
         `bert` is a folder or Hub id of a BERT checkpoint, or a `BertModel` / `BertFor*` instance. With
@@ -797,6 +882,10 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         transform are reused, and the recurrent sublayers that replace the feed-forward sublayers start
         fresh; their output LayerNorms are BERT's FFN LayerNorms. Extra keyword arguments override config
         fields (e.g. `recurrence_layers=[10, 11]`, `num_labels=3`). Loads in float32.
+
+        A BERT tensor whose shape differs from ours (an override such as `intermediate_size=96`, another
+        `num_labels` for a classifier) is an error that lists them, unless `ignore_mismatched_sizes=True`
+        asks to initialise those tensors afresh (as in transformers' `from_pretrained`).
         """
         import transformers
 
@@ -832,6 +921,9 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
             )
         if getattr(bert_config, "is_decoder", False):
             raise ValueError("from_bert: this BERT checkpoint is a decoder (is_decoder=True); use an encoder.")
+        if "num_labels" in config_overrides:  # BERT's label names belong to its own number of labels
+            fields.pop("id2label", None)
+            fields.pop("label2id", None)
         fields.update(config_overrides)
         config = RecurrentMLMConfig(recurrence=recurrence, **fields)
         if config.encoder_type != "transformer":
@@ -849,7 +941,17 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
             if target is not None:
                 state[target] = tensor
         own = model.state_dict()
-        state = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        mismatched = {k: (v.shape, own[k].shape) for k, v in state.items() if k in own and own[k].shape != v.shape}
+        if mismatched:
+            listing = _describe_mismatches(mismatched)
+            if not ignore_mismatched_sizes:
+                raise ValueError(
+                    f"from_bert: {len(mismatched)} BERT tensors do not fit this configuration (name: BERT shape -> "
+                    f"ours): {listing}; change the config overrides to match, or pass ignore_mismatched_sizes=True "
+                    "(recurrent-mlm-convert-bert --ignore_mismatched_sizes) to initialise them afresh."
+                )
+            logger.warning(f"from_bert: initialised afresh (ignore_mismatched_sizes=True): {listing}")
+        state = {k: v for k, v in state.items() if k in own and k not in mismatched}
         result = model.load_state_dict(state, strict=False)
         reused = len(state)
         fresh = [k for k in result.missing_keys if not k.endswith("decoder.weight")]  # tied to the embeddings
@@ -873,6 +975,23 @@ class RecurrentMLMPreTrainedModel(PreTrainedModel):
         for module in self.modules():
             if isinstance(module, RecurrentMLMLSTMEncoder):
                 module.project_recurrent_weights(bound)
+
+
+def _describe_mismatches(mismatched: dict[str, tuple[torch.Size, torch.Size]]) -> str:
+    """`name: (a, b) -> (c, d)` per tensor, one entry for the same tensor in several layers (`layer.{0,1,2}`)."""
+    groups: dict[tuple[str, tuple, tuple], list[str]] = {}
+    for key, (theirs, ours) in mismatched.items():
+        parts = key.split(".")
+        index = next((i + 1 for i, part in enumerate(parts[:-1]) if part == "layer" and parts[i + 1].isdigit()), None)
+        layer = parts[index] if index is not None else ""
+        if index is not None:
+            parts[index] = "{}"
+        groups.setdefault((".".join(parts), tuple(theirs), tuple(ours)), []).append(layer)
+    entries = []
+    for (pattern, theirs, ours), layers in groups.items():
+        name = pattern.replace("{}", "{" + ",".join(layers) + "}" if len(layers) > 1 else layers[0])
+        entries.append(f"{name}: {theirs} -> {ours}")
+    return "; ".join(entries)
 
 
 def _map_bert_key(key: str, config: RecurrentMLMConfig, prefix: str) -> str | None:
@@ -904,6 +1023,65 @@ def _map_bert_key(key: str, config: RecurrentMLMConfig, prefix: str) -> str | No
 # ----------------------------------------------------------------------------------------------------------
 # Base model and heads
 # ----------------------------------------------------------------------------------------------------------
+def _has_attention(config: RecurrentMLMConfig) -> bool:
+    return config.encoder_type in ("transformer", "sequential_transformer") or bool(config.num_attention_layers)
+
+
+def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    return tuple(tensor.shape)
+
+
+def _check_inputs(
+    config: RecurrentMLMConfig,
+    input_ids: torch.Tensor | None,
+    attention_mask: torch.Tensor | None = None,
+    token_type_ids: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    inputs_embeds: torch.Tensor | None = None,
+) -> None:
+    """Refuse inputs of the wrong shape with one line naming the tensor and the fix, before any computation.
+
+    `input_ids` is `(batch, seq)` (or `inputs_embeds` `(batch, seq, hidden_size)`) with `batch, seq >= 1`;
+    `attention_mask` has the same `(batch, seq)`; `token_type_ids` and `position_ids` are `(batch, seq)` or
+    `(1, seq)` (broadcast over the batch, as in BERT). Only shapes are checked (no device sync, nothing a
+    captured graph cannot hold)."""
+    if (input_ids is None) == (inputs_embeds is None):
+        raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+    if input_ids is not None:
+        name = "input_ids"
+        if input_ids.dim() != 2:
+            hint = " (one sequence: add a batch dimension, e.g. input_ids[None])" if input_ids.dim() == 1 else ""
+            raise ValueError(f"input_ids must be (batch, seq), got shape {_shape(input_ids)}{hint}.")
+        shape = _shape(input_ids)
+    else:
+        name = "inputs_embeds"
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != config.hidden_size:
+            raise ValueError(
+                f"inputs_embeds must be (batch, seq, hidden_size={config.hidden_size}), got shape "
+                f"{_shape(inputs_embeds)}."
+            )
+        shape = _shape(inputs_embeds)[:2]
+    batch, length = shape
+    if batch == 0:
+        raise ValueError(f"{name} is an empty batch (shape {shape}); pass at least one sequence.")
+    if length == 0:
+        raise ValueError(
+            f"{name} holds zero-length sequences (shape {shape}); every sequence needs at least one token "
+            "(the tokenizer adds [CLS] and [SEP])."
+        )
+    if attention_mask is not None and _shape(attention_mask) != shape:
+        raise ValueError(
+            f"attention_mask has shape {_shape(attention_mask)} but {name} is (batch, seq) = {shape}: pass one "
+            "1/0 per token, e.g. the tokenizer's attention_mask for the same batch."
+        )
+    for other_name, other in (("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if other is not None and (other.dim() != 2 or other.shape[0] not in (1, batch) or other.shape[1] != length):
+            raise ValueError(
+                f"{other_name} has shape {_shape(other)} but {name} is (batch, seq) = {shape}: pass (batch, seq) "
+                f"or (1, seq), or leave {other_name} out."
+            )
+
+
 class RecurrentMLMModel(RecurrentMLMPreTrainedModel):
     """Embeddings, an encoder chosen by `config.encoder_type`, and an optional pooler."""
 
@@ -932,19 +1110,27 @@ class RecurrentMLMModel(RecurrentMLMPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | BaseModelOutputWithPooling:
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        _check_inputs(self.config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds)
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if input_ids is not None and attention_mask is None and self.config.pad_token_id is not None:
-            attention_mask = None  # like BERT: no mask means attend everywhere
+        attn_implementation = self.config._attn_implementation
+        if output_attentions and attn_implementation not in (None, "eager") and _has_attention(self.config):
+            # Fused kernels (SDPA) do not return the weights: compute them with eager attention for this call.
+            warnings.warn(
+                f"output_attentions=True: {attn_implementation!r} attention does not return attention weights, so "
+                "calls that ask for them run eager attention (same outputs, slower); load the model with "
+                "attn_implementation='eager' to make that the default.",
+                stacklevel=2,
+            )
+            attn_implementation = "eager"
+        # No mask means attend everywhere, as in BERT.
         embedding_output = self.embeddings(
             input_ids=input_ids, token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds
         )
-        context = SequenceContext(attention_mask, embedding_output.dtype, self.config._attn_implementation)
+        context = SequenceContext(attention_mask, embedding_output.dtype, attn_implementation)
         encoder_output = self.encoder(
             embedding_output,
             context,
@@ -1047,7 +1233,7 @@ class RecurrentMLMForMaskedLM(RecurrentMLMPreTrainedModel):
             logits = self.cls(sequence_output)  # (batch, seq, vocab)
             target = labels
         if labels is not None:
-            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+            loss = F.cross_entropy(_full(logits.reshape(-1, logits.shape[-1])), target.reshape(-1), ignore_index=-100)
         output = MaskedLMOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions)
         return _return(output, return_dict, self.config)
 
@@ -1061,13 +1247,14 @@ def _classification_loss(config, logits: torch.Tensor, labels: torch.Tensor, num
             config.problem_type = "single_label_classification"
         else:
             config.problem_type = "multi_label_classification"
+    logits = _full(logits)
     if config.problem_type == "regression":
         if num_labels == 1:
-            return F.mse_loss(logits.squeeze(-1).float(), labels.squeeze(-1).float())
-        return F.mse_loss(logits.float(), labels.float())
+            return F.mse_loss(logits.squeeze(-1), labels.squeeze(-1).to(logits.dtype))
+        return F.mse_loss(logits, labels.to(logits.dtype))
     if config.problem_type == "single_label_classification":
-        return F.cross_entropy(logits.view(-1, num_labels).float(), labels.view(-1))
-    return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return F.cross_entropy(logits.view(-1, num_labels), labels.view(-1))
+    return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
 
 
 class RecurrentMLMForSequenceClassification(RecurrentMLMPreTrainedModel):
@@ -1137,7 +1324,7 @@ class RecurrentMLMForTokenClassification(RecurrentMLMPreTrainedModel):
         logits = self.classifier(self.dropout(outputs.last_hidden_state))
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(logits.view(-1, self.num_labels).float(), labels.view(-1), ignore_index=-100)
+            loss = F.cross_entropy(_full(logits.view(-1, self.num_labels)), labels.view(-1), ignore_index=-100)
         output = TokenClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -1178,8 +1365,8 @@ class RecurrentMLMForQuestionAnswering(RecurrentMLMPreTrainedModel):
             start = start_positions.view(-1).clamp(0, ignored)
             end = end_positions.view(-1).clamp(0, ignored)
             loss = (
-                F.cross_entropy(start_logits.float(), start, ignore_index=ignored)
-                + F.cross_entropy(end_logits.float(), end, ignore_index=ignored)
+                F.cross_entropy(_full(start_logits), start, ignore_index=ignored)
+                + F.cross_entropy(_full(end_logits), end, ignore_index=ignored)
             ) / 2
         output = QuestionAnsweringModelOutput(
             loss=loss,
@@ -1215,10 +1402,25 @@ class RecurrentMLMForMultipleChoice(RecurrentMLMPreTrainedModel):
         return_dict: bool | None = None,
         **kwargs,
     ) -> tuple | MultipleChoiceModelOutput:
-        num_choices = input_ids.shape[1] if input_ids is not None else inputs_embeds.shape[1]
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("Pass exactly one of input_ids or inputs_embeds.")
+        name, main = ("input_ids", input_ids) if input_ids is not None else ("inputs_embeds", inputs_embeds)
+        expected = "(batch, num_choices, seq)" if input_ids is not None else "(batch, num_choices, seq, hidden)"
+        if main.dim() != len(expected.split(",")):
+            raise ValueError(f"Multiple choice: {name} must be {expected}, got shape {_shape(main)}.")
+        choices = _shape(main)[:3]
+        for other_name, other in (
+            ("attention_mask", attention_mask), ("token_type_ids", token_type_ids), ("position_ids", position_ids)
+        ):
+            if other is not None and _shape(other) != choices:
+                raise ValueError(
+                    f"Multiple choice: {other_name} has shape {_shape(other)} but {name} is (batch, num_choices, "
+                    f"seq) = {choices}: pass one value per token of every choice."
+                )
+        num_choices = main.shape[1]
 
         def flat(t):
-            return None if t is None else t.reshape(-1, *t.shape[2:])
+            return None if t is None else t.reshape(t.shape[0] * t.shape[1], *t.shape[2:])
 
         outputs = self.model(
             flat(input_ids),
@@ -1231,7 +1433,7 @@ class RecurrentMLMForMultipleChoice(RecurrentMLMPreTrainedModel):
             return_dict=True,
         )
         logits = self.classifier(self.dropout(outputs.pooler_output)).view(-1, num_choices)
-        loss = F.cross_entropy(logits.float(), labels) if labels is not None else None
+        loss = F.cross_entropy(_full(logits), labels) if labels is not None else None
         output = MultipleChoiceModelOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )

@@ -187,10 +187,29 @@ class GatedRecurrenceFunction(torch.autograd.Function):
 _warned_no_triton = False
 
 
+def capturing_graph() -> bool:
+    """True while the forward is captured as a graph (`torch.compile`, `torch.export`, both ONNX exporters,
+    `torch.jit.trace`): a Python branch on a tensor's values would break the graph or be frozen into it."""
+    return torch.jit.is_tracing() or torch.compiler.is_compiling()
+
+
+def exporting() -> bool:
+    """True while `torch.export`, the ONNX exporters or `torch.jit.trace` capture the forward to run it elsewhere."""
+    is_exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.5
+    return torch.jit.is_tracing() or (is_exporting is not None and is_exporting())
+
+
 def resolve_implementation(requested: str, x: torch.Tensor) -> str:
     """`"auto"` -> `"triton"` for CUDA tensors when Triton is installed, else `"fast"` (one warning on a GPU
-    without Triton); explicit choices are returned as they are."""
+    without Triton); explicit choices are returned as they are.
+
+    While exporting (see `exporting`) every choice becomes `"naive"`: the fast paths' autograd functions fill
+    preallocated buffers in place, which the legacy ONNX exporter records wrongly, and Triton kernels cannot
+    leave this process. The plain loop exports as ordinary operations (one per step, so an exported graph has
+    a fixed sequence length)."""
     global _warned_no_triton
+    if exporting():
+        return "naive"
     if requested in ("fast", "naive", "triton"):
         return requested
     if x.is_cuda:
@@ -279,5 +298,7 @@ __all__ = [
     "simple_recurrence",
     "gated_recurrence",
     "resolve_implementation",
+    "capturing_graph",
+    "exporting",
     "triton_available",
 ]

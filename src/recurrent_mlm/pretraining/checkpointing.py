@@ -36,7 +36,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..training_utils import UsageError, atomic_write_json
+from ..cli import UsageError
+from ..files import atomic_write_json, fsync_dir, fsync_tree
 
 logger = logging.getLogger(__name__)
 
@@ -187,7 +188,47 @@ def resolve_checkpoint(value: str, output_dir: str | os.PathLike) -> Path:
 
 
 def read_trainer_state(path: Path) -> dict[str, Any]:
-    return json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    """The checkpoint's trainer state, checked: one clear line for a damaged file instead of a traceback."""
+    try:
+        state = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+        for key in ("global_step", "epoch", "batches_in_epoch", "per_device_train_batch_size"):
+            int(state[key])
+    except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+        raise UsageError(f"checkpoint {path} is damaged ({STATE_FILE}: {_first_line(err)}); {_EARLIER}") from None
+    return state
+
+
+_EARLIER = (
+    "resume from an earlier checkpoint (--resume_from_checkpoint path/to/checkpoint-N) or start afresh with "
+    "--overwrite_output_dir."
+)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0] if text else type(err).__name__)[:200]
+
+
+def check_checkpoint_files(folder: Path, *, sharded: bool, process_index: int = 0) -> None:
+    """Refuse a checkpoint with missing, empty or truncated files before anything is loaded from it."""
+    from ..files import safetensors_problem
+
+    if sharded:
+        return  # Accelerate's own layout; it reports its own errors
+    needed = ["config.json", "optimizer.json", "scheduler.json"]
+    missing = [name for name in needed if not (folder / name).is_file()]
+    if missing:
+        raise UsageError(f"checkpoint {folder} is damaged: {', '.join(missing)} missing; {_EARLIER}")
+    weights = _model_weight_files(folder)
+    for path in [*weights, *(p for p in (folder / "optimizer.safetensors",) if p.exists())]:
+        problem = safetensors_problem(path)
+        if problem:
+            raise UsageError(f"checkpoint {folder} is damaged: {problem}; {_EARLIER}")
+    for name in ("optimizer.json", "scheduler.json"):
+        try:
+            json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError, UnicodeDecodeError) as err:
+            raise UsageError(f"checkpoint {folder} is damaged ({name}: {_first_line(err)}); {_EARLIER}") from None
 
 
 def apply_umask(folder: Path, recursive: bool = True) -> None:
@@ -199,27 +240,6 @@ def apply_umask(folder: Path, recursive: bool = True) -> None:
     for path in folder.rglob("*") if recursive else folder.iterdir():
         if path.is_file() and not path.is_symlink() and (path.stat().st_mode & 0o777) == 0o600 and wanted != 0o600:
             os.chmod(path, wanted)
-
-
-def _fsync_tree(folder: Path) -> None:
-    for path in sorted(folder.rglob("*")):
-        if path.is_file():
-            with open(path, "rb") as handle:
-                os.fsync(handle.fileno())
-    _fsync_dir(folder)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms that cannot open folders (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _remove(path: Path) -> None:
@@ -303,12 +323,12 @@ class CheckpointManager:
             state = {**trainer_state, "format": self.format, "world_size": acc.num_processes}
             atomic_write_json(tmp / STATE_FILE, state)
             apply_umask(tmp)
-            _fsync_tree(tmp)
+            fsync_tree(tmp)
             fault_point("checkpoint_before_rename", step=step, folder=tmp)
             if final.exists():  # re-saving a step (a run resumed from an earlier checkpoint)
                 _remove(final)
             os.replace(tmp, final)
-            _fsync_dir(self.output_dir)
+            fsync_dir(self.output_dir)
             self._rotate(keep=final)
         acc.wait_for_everyone()
         return final
@@ -338,14 +358,21 @@ class CheckpointManager:
                 f"checkpoint {folder} was written in the {saved_format!r} layout and this run uses {self.format!r} "
                 "(FSDP/DeepSpeed write sharded states); resume with the same distributed setup."
             )
+        check_checkpoint_files(folder, sharded=self.sharded)
         if self.sharded:
             acc.load_state(str(folder))
         else:
-            load_model_weights(acc.unwrap_model(model, keep_torch_compile=False), folder)
-            optimizer.load_state_dict(load_tree(folder, "optimizer"))
-            scheduler.load_state_dict(load_tree(folder, "scheduler"))
-            if acc.scaler is not None and (folder / "scaler.json").exists():
-                acc.scaler.load_state_dict(load_tree(folder, "scaler"))
+            try:
+                load_model_weights(acc.unwrap_model(model, keep_torch_compile=False), folder)
+                optimizer.load_state_dict(load_tree(folder, "optimizer"))
+                scheduler.load_state_dict(load_tree(folder, "scheduler"))
+                if acc.scaler is not None and (folder / "scaler.json").exists():
+                    acc.scaler.load_state_dict(load_tree(folder, "scaler"))
+            except (RuntimeError, ValueError, KeyError, TypeError, IndexError, OSError) as err:
+                raise UsageError(
+                    f"checkpoint {folder} does not fit this run ({_first_line(err)}): it is damaged or belongs to "
+                    f"another model; {_EARLIER}"
+                ) from None
         rng_name = f"rng_state_{acc.process_index}"
         if state.get("world_size") == acc.num_processes and (folder / f"{rng_name}.json").exists():
             restore_rng_state(load_tree(folder, rng_name))
@@ -375,6 +402,7 @@ __all__ = [
     "read_trainer_state",
     "resolve_checkpoint",
     "restore_rng_state",
+    "check_checkpoint_files",
     "save_tree",
     "split_tensors",
 ]

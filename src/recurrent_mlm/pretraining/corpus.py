@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from ..training_utils import UsageError
-from .data import CorpusReport, file_records, files_fingerprint, generate_records, resolve_data_files, scan_files
+from ..cli import UsageError
+from .readers import CorpusReport, file_records, files_fingerprint, generate_records, resolve_data_files, scan_files
 from .packing import PackedBlocks, StreamingBlocks, TokenStream, tokenize_dataset, tokenize_function
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,40 @@ class CorpusSource:
             stats.merge(report.decode)
         return stats.summary() if stats is not None else None
 
+    def content_fingerprint(self, split: str = "train") -> str | None:
+        """A hash of the text itself (file contents, or the dataset's identity and `datasets` fingerprint), so a
+        resumed run notices a changed corpus however the files were copied or touched. None when there is no such
+        split."""
+        import hashlib
+
+        from ..files import content_digest
+
+        files = self.train_files if split == "train" else self.validation_files
+        if files:
+            digest = hashlib.sha256()
+            for path in files:
+                digest.update(content_digest(path).encode())
+            return digest.hexdigest()[:16]
+        name = self.dataset_split if split == "train" else self.dataset_validation_split
+        if not self.dataset_name or name is None:
+            return None
+        loaded = self._hub.get(split)
+        identity = [self.dataset_name, self.dataset_config_name, name, getattr(loaded, "_fingerprint", None)]
+        return hashlib.sha256(repr(identity).encode()).hexdigest()[:16]
+
+    def describe_files(self, max_files: int = 20) -> str | None:
+        """A model-card paragraph naming the training files, their sizes and checksums (no machine-local paths)."""
+        from ..files import sha256_file
+
+        if not self.train_files:
+            return None
+        rows = ["| file | bytes | sha256 |", "|---|---:|---|"]
+        for path in self.train_files[:max_files]:
+            rows.append(f"| `{path.name}` | {path.stat().st_size:,} | `{sha256_file(path)[:16]}` |")
+        total = sum(p.stat().st_size for p in self.train_files)
+        more = f" (the first {max_files} listed)" if len(self.train_files) > max_files else ""
+        return f"{len(self.train_files)} local file(s), {total:,} bytes in all{more}:\n\n" + "\n".join(rows)
+
     def replaced_lines(self) -> int:
         return sum(r.decode.replaced_lines for r in (self.train_report, self.validation_report) if r is not None)
 
@@ -105,12 +139,28 @@ def resolve_source(
     return source
 
 
-def _load_hub_split(source: CorpusSource, split: str, streaming: bool):
-    from datasets import load_dataset
+def load_dataset_split(name: str, config: str | None, split: str, *, streaming: bool = False, cache_dir: str | None = None):
+    """A split of a Hub dataset, a local dataset folder `load_dataset` reads, or a folder written by
+    `Dataset.save_to_disk` (its one split is `train`) or `DatasetDict.save_to_disk`."""
+    from datasets import load_dataset, load_from_disk
 
+    folder = Path(name)
+    if folder.is_dir() and ((folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file()):
+        saved = load_from_disk(str(folder))
+        if (folder / "dataset_dict.json").is_file():
+            if split not in saved:
+                raise ValueError(f"the saved DatasetDict has no split {split!r} (it has {', '.join(saved)})")
+            saved = saved[split]
+        elif split != "train":
+            raise ValueError(f"a folder written by Dataset.save_to_disk holds one split, 'train', not {split!r}")
+        return saved.to_iterable_dataset() if streaming else saved
+    return load_dataset(name, config, split=split, streaming=streaming, cache_dir=cache_dir)
+
+
+def _load_hub_split(source: CorpusSource, split: str, streaming: bool):
     name = source.dataset_name
     try:
-        dataset = load_dataset(name, source.dataset_config_name, split=split, streaming=streaming, cache_dir=source.cache_dir)
+        dataset = load_dataset_split(name, source.dataset_config_name, split, streaming=streaming, cache_dir=source.cache_dir)
     except Exception as err:  # datasets raises many types (missing, offline, bad config): all are bad input here
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise UsageError(

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..training_utils import UsageError, run_cli
+from ..cli import UsageError, run_cli
 from .common import add_dataclass_arguments, dataclass_from_namespace
 
 

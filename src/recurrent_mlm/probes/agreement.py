@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 from .agreement_data import DATASETS, AgreementItem, AgreementSets, load_agreement_sets
 from .common import (
     LoadedModel,
@@ -116,7 +116,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 def corpus_word_counts(paths: tuple[str, ...], lowercase: bool) -> Counter:
     """Word counts of the text under `paths` (files or folders, read as the pretraining script reads them).
     Cached: a study scores many models against the same corpus."""
-    from ..pretraining.data import file_records, resolve_data_files
+    from ..pretraining.readers import file_records, resolve_data_files
 
     counts: Counter = Counter()
     for path in resolve_data_files(paths, "--corpus"):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 
 EOS = "<eos>"
 UNK = "<unk>"

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from ..training_utils import UsageError, atomic_write_json, atomic_write_text
+from ..cli import UsageError
+from ..files import atomic_write_json, atomic_write_text
 from .agreement_data import AgreementItem, read_linzen
 from .common import accuracy_summary, arg, binary_calibration, fmt, markdown_table, pyplot, write_result
 

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training_utils import UsageError, atomic_write_json, atomic_write_text
+from ..cli import UsageError
+from ..files import atomic_write_json, atomic_write_text
 
 # ----------------------------------------------------------------------------------------------------------
 # Devices and loading

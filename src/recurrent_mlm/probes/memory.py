@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 from .common import LoadedModel, arg, encoder_of, fmt, load_model, markdown_table, pyplot, write_result
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[3] / "data" / "corpus"

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..training_utils import UsageError, build_optimizer
+from ..cli import UsageError
+from ..optim import build_optimizer
 from .common import arg, fmt, markdown_table, pyplot, resolve_device, write_result
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3

@@ -1,12 +1,12 @@
-"""Reading pretraining text: local files and folders, or a `datasets` dataset, as a stream of documents.
+"""Reading pretraining text files into records: local files and folders of text, JSON lines or CSV, gzipped or
+not, decoded robustly. (`corpus` turns a whole data source, files or a `datasets` dataset, into packed blocks.)
 
 A *record* is `{"text": str, "doc_end": bool}`; `doc_end` marks the last record of a document, after which the
 packer inserts a separator token (RoBERTa's FULL-SENTENCES packing). Documents are:
 
 * a plain-text file (`.txt`, `.text`): the whole file. Its paragraphs (blocks of lines separated by blank
   lines) become records, so no line is ever one huge string, but no separator is placed between them;
-* a JSON-lines / JSON-array / CSV file: one row (its `--text_column`);
-* a `datasets` dataset: one row.
+* a JSON-lines / JSON-array / CSV file: one row (its `--text_column`).
 
 Files may be gzip-compressed (`.gz`). Bytes that are not UTF-8 (Latin-1 files, broken downloads) never stop a
 run: each such line is decoded with U+FFFD replacement characters and counted in a `DecodeStats`, which the
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..training_utils import UsageError
+from ..cli import UsageError
 
 TEXT_SUFFIXES = (".txt", ".text")
 JSON_SUFFIXES = (".jsonl", ".json", ".ndjson")
@@ -129,10 +129,38 @@ def _open_binary(path: Path):
     return gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
 def decoded_lines(path: Path, stats: DecodeStats | None = None) -> Iterator[str]:
     """Lines of `path` as text, line endings kept. Chunks that are valid UTF-8 decode in one call; a chunk that
-    is not is decoded line by line so that only the bad lines get replacement characters (and are counted)."""
+    is not is decoded line by line so that only the bad lines get replacement characters (and are counted).
+    A UTF-16 file (recognised by its byte-order mark) is decoded as such. A truncated or corrupt .gz file is a
+    `UsageError` naming it."""
+    import zlib
+
     name = str(path)
+    try:
+        with _open_binary(path) as handle:
+            start = handle.read(2)
+        if start in _UTF16_BOMS:
+            yield from _utf16_lines(path)
+            return
+        yield from _utf8_lines(path, name, stats)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as err:
+        raise UsageError(f"{path} is a damaged gzip file ({err}); download or compress it again.") from None
+
+
+def _utf16_lines(path: Path) -> Iterator[str]:
+    with _open_binary(path) as raw:
+        import io
+
+        with io.TextIOWrapper(raw, encoding="utf-16", errors="replace", newline="") as text:
+            for line in text:
+                yield line.replace("\r\n", "\n")
+
+
+def _utf8_lines(path: Path, name: str, stats: DecodeStats | None) -> Iterator[str]:
     first = True
     carry = b""
     with _open_binary(path) as handle:
