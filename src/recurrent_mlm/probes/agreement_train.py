@@ -14,8 +14,7 @@ The pieces:
   with `--train_file train.csv --validation_file test.csv --text_columns sentence --label_column label`.
   The test file is the evaluation split; no model selection uses it (`run_glue.py` reports final scores).
 * `make_random_init`: the randomly initialised copy of a checkpoint.
-* `finetune`: runs the fine-tuning (one small function, so that it can move to the fine-tuning engine's
-  Python API when that lands; today it runs `run_glue.py` as a sweep).
+* `finetune`: the fine-tuning, a `recurrent_mlm.glue.run_glue` sweep (what `run_glue.py` runs) in-process.
 * `analyse_runs`: reads each run's `eval_predictions.jsonl` (single run or sweep layout), joins it with the
   test split, and reports accuracy by attractors, ECE, and mean / standard deviation / range over seeds.
 """
@@ -26,8 +25,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +40,6 @@ from .common import accuracy_summary, arg, binary_calibration, fmt, markdown_tab
 
 LABELS = ("plural", "singular")  # run_glue.py numbers classification labels in sorted order
 PREDICTIONS_FILE = "eval_predictions.jsonl"
-RUN_GLUE = Path(__file__).resolve().parents[3] / "run_glue.py"
 COLUMNS = ["item", "sentence", "label", "attractors"]
 
 
@@ -61,7 +57,7 @@ class AgreementTrainArgs:
     random_init: bool = arg(True, help="Also fine-tune a randomly initialised copy of each model.")
     learning_rates: list[float] = arg([5e-5], help="Fine-tuning learning rates.")
     seeds: list[int] = arg([1, 2, 3], help="Fine-tuning seeds (head initialisation, data order, dropout).")
-    num_train_epochs: int = arg(3, help="Passes over the training split.")
+    num_train_epochs: float = arg(3.0, help="Passes over the training split (fractions allowed).")
     per_device_train_batch_size: int = arg(32, help="Training batch size.")
     max_seq_length: int = arg(128, help="Tokens per prefix (longer ones are truncated by run_glue.py).")
     runs_dir: str | None = arg(help="Analyse the runs already in this folder (single run or sweep layout) "
@@ -194,35 +190,28 @@ def model_label(path: str | os.PathLike) -> str:
 
 
 def finetune(models: dict[str, str], split_dir: str | os.PathLike, runs_dir: str | os.PathLike, args: AgreementTrainArgs,
-             extra: list[str] | None = None) -> Path:
-    """Fine-tune every model x learning rate x seed on the split (a resumable sweep). The one place that runs
-    the fine-tuning: `run_glue.py` in a subprocess until the fine-tuning engine has a Python API."""
-    if not RUN_GLUE.is_file():
-        raise UsageError(f"run_glue.py is not at {RUN_GLUE}; run from a clone of the project, or fine-tune yourself "
-                         "and analyse the runs with --runs_dir.")
-    command = [
-        sys.executable, str(RUN_GLUE),
-        "--model_name_or_path", *models.values(),
-        "--model_labels", *models.keys(),
-        "--train_file", str(Path(split_dir) / "train.csv"),
-        "--validation_file", str(Path(split_dir) / "test.csv"),
-        "--text_columns", "sentence",
-        "--label_column", "label",
-        "--learning_rates", *[f"{lr:g}" for lr in args.learning_rates],
-        "--seeds", *[str(s) for s in args.seeds],
-        "--num_train_epochs", str(args.num_train_epochs),
-        "--per_device_train_batch_size", str(args.per_device_train_batch_size),
-        "--max_seq_length", str(args.max_seq_length),
-        "--sweep",
-        "--output_dir", str(runs_dir),
-        *(extra or []),
-    ]  # fmt: skip
-    env = dict(os.environ)
-    src = str(RUN_GLUE.parent / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else src
-    done = subprocess.run(command, env=env)
-    if done.returncode:
-        raise UsageError(f"fine-tuning failed (run_glue.py exit code {done.returncode}); see its message above.")
+             **overrides: Any) -> Path:
+    """Fine-tune every model x learning rate x seed on the split: a resumable `run_glue` sweep in `runs_dir`
+    (`runs/<label>/lr_<lr>_seed_<seed>/`, each with its `eval_predictions.jsonl`). `overrides` are further
+    `GlueArguments` fields."""
+    from ..glue import GlueArguments, run_glue
+
+    run_glue(GlueArguments(
+        model_name_or_path=list(models.values()),
+        model_labels=list(models.keys()),
+        train_file=str(Path(split_dir) / "train.csv"),
+        validation_file=str(Path(split_dir) / "test.csv"),
+        text_columns=["sentence"],
+        label_column="label",
+        learning_rates=list(args.learning_rates),
+        seeds=list(args.seeds),
+        num_train_epochs=args.num_train_epochs,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        max_seq_length=args.max_seq_length,
+        sweep=True,
+        output_dir=str(runs_dir),
+        **overrides,
+    ))  # fmt: skip
     return Path(runs_dir)
 
 

@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -217,23 +217,27 @@ def curriculum_pairs(pairs: Sequence[int], step: int, steps: int, curriculum: bo
 
 
 @torch.inference_mode()
-def recall_accuracy(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> dict[str, float]:
-    """Per-query accuracy (argmax over the whole vocabulary at each mask) and the share of examples with every
-    query right."""
+def query_correctness(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+    """Whether each query is answered right (argmax over the whole vocabulary at its mask): a boolean
+    `(examples, queries)` array, examples in set order and queries in sequence order (for paired statistics)."""
     was_training = model.training
     model.eval()
-    hits, queries, exact = 0, 0, 0
+    rows = []
     for start in range(0, len(input_ids), batch_size):
         ids = torch.from_numpy(input_ids[start : start + batch_size]).to(device)
         gold = torch.from_numpy(labels[start : start + batch_size]).to(device)
         logits = model(input_ids=ids).logits  # (batch, seq, vocab): eval mode gives full logits
-        at = gold != IGNORE_INDEX
-        right = (logits.argmax(-1) == gold) & at
-        hits += int(right.sum())
-        queries += int(at.sum())
-        exact += int((right.sum(1) == at.sum(1)).sum())
+        at = gold != IGNORE_INDEX  # the same number of masks in every row of one N
+        right = logits.argmax(-1) == gold
+        rows.append(right[at].view(ids.shape[0], -1).cpu().numpy())
     model.train(was_training)
-    return {"accuracy": hits / max(1, queries), "exact": exact / max(1, len(input_ids))}
+    return np.concatenate(rows)
+
+
+def recall_accuracy(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> dict[str, float]:
+    """Per-query accuracy and the share of examples with every query right."""
+    correct = query_correctness(model, input_ids, labels, device, batch_size)
+    return {"accuracy": float(correct.mean()), "exact": float(correct.all(axis=1).mean())}
 
 
 @dataclass
@@ -247,6 +251,7 @@ class RecallRun:
     curve: list[dict[str, Any]]  # step, train_loss, validation accuracy per N and mean
     seconds: float
     diverged: bool
+    test_correct: dict[int, np.ndarray] = field(default_factory=dict)  # N -> (examples x queries) right or not
 
     @property
     def validation_mean(self) -> float:
@@ -310,7 +315,9 @@ def train_recall(
             say(f"{name} lr={learning_rate:g} seed={seed} step {step + 1}: loss {point['train_loss']:.3f}, "
                 f"validation accuracy " + ", ".join(f"N={k}: {v:.3f}" for k, v in accuracies.items()))
     validation = {n: recall_accuracy(model, *validation_sets[n], device) for n in args.pairs}
-    test = {n: recall_accuracy(model, *eval_set(task, n, "test", args.eval_examples, args.data_seed), device) for n in args.pairs}
+    test_correct = {n: query_correctness(model, *eval_set(task, n, "test", args.eval_examples, args.data_seed), device)
+                    for n in args.pairs}
+    test = {n: {"accuracy": float(c.mean()), "exact": float(c.all(axis=1).mean())} for n, c in test_correct.items()}
     return RecallRun(
         model=name,
         learning_rate=learning_rate,
@@ -321,6 +328,7 @@ def train_recall(
         curve=curve,
         seconds=time.perf_counter() - started,
         diverged=diverged,
+        test_correct=test_correct,
     )
 
 
@@ -400,6 +408,7 @@ def run_recall(args: RecallArgs, progress: Callable[[str], None] | None = None) 
 
 def _run_record(run: RecallRun) -> dict[str, Any]:
     record = asdict(run)
+    record.pop("test_correct")  # per-query arrays stay on the run object (RecallResult.runs)
     record["validation"] = {str(k): v for k, v in run.validation.items()}
     record["test"] = {str(k): v for k, v in run.test.items()}
     record["validation_mean"] = run.validation_mean
