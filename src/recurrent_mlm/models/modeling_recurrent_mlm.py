@@ -700,12 +700,13 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         With padding, each layer runs each direction on its own reordering of the sequence (real tokens first in
         that direction's reading order), so padding never reaches a real token, exactly as with packing."""
         lstm = self.lstm
+        directions = 2 if lstm.bidirectional else 1
         zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)  # initial state of one layer and direction
         if context.attention_mask is None:
             weights = [w for layer_weights in lstm.all_weights for w in layer_weights]
-            start = zeros.expand(2 * lstm.num_layers, -1, -1).contiguous()
+            start = zeros.expand(directions * lstm.num_layers, -1, -1).contiguous()
             states, h_n, _ = torch.lstm(
-                x, (start, start), weights, True, lstm.num_layers, lstm.dropout, self.training, True, True
+                x, (start, start), weights, True, lstm.num_layers, lstm.dropout, self.training, lstm.bidirectional, True
             )
             return states, h_n
         lengths = context.attention_mask.sum(dim=1).clamp(min=1)  # (batch,)
@@ -713,15 +714,15 @@ class RecurrentMLMLSTMEncoder(_AttentionTop):
         layer_input, finals = x, []
         for layer in range(lstm.num_layers):
             outputs, finals = [], []
-            for direction, reverse in enumerate((False, True)):
+            for direction, reverse in enumerate((False, True)[:directions]):
                 order = context.order(reverse)
-                weights = lstm.all_weights[2 * layer + direction]
+                weights = lstm.all_weights[directions * layer + direction]
                 states, _, _ = torch.lstm(
                     apply_order(layer_input, order), (zeros, zeros), weights, True, 1, 0.0, False, False, True
                 )
                 finals.append(states.gather(1, last).squeeze(1))  # state after the last real token read
                 outputs.append(undo_order(states, order))
-            layer_input = torch.cat(outputs, dim=-1)  # (batch, seq, 2 * hidden)
+            layer_input = torch.cat(outputs, dim=-1)  # (batch, seq, directions * hidden)
             if layer < lstm.num_layers - 1:
                 layer_input = F.dropout(layer_input, lstm.dropout, self.training)
         return layer_input, torch.stack(finals)

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = dataclass_from_namespace(cls, namespace)
     result = function(args, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(result.markdown())
-    for kind, path in sorted(result.files.items()):
+    for _, path in sorted(result.files.items()):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

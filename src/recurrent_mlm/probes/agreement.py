@@ -471,7 +471,7 @@ def agreement_markdown(summary: dict) -> str:
         headers += [f"{m} accuracy [95% CI]", f"{m} ECE", f"{m} Brier"]
     headers += ["frequency baseline", "no-context baseline"]
     table = []
-    for label, name, info, blocks in _rows_of_sets(summary):
+    for label, _, info, blocks in _rows_of_sets(summary):
         coverage = info.get("coverage_by_category", {}).get(label.split(" ")[-1], info["coverage"])
         row = [label, blocks[modes[0]]["n"] if blocks[modes[0]] else 0, info["broken"], fmt(coverage)]
         for m in modes:

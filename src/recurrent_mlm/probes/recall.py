@@ -20,7 +20,6 @@ or too short for this budget, and says nothing about the architecture.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -33,7 +32,7 @@ import torch
 
 from ..cli import UsageError
 from ..optim import build_optimizer
-from .common import arg, fmt, markdown_table, pyplot, resolve_device, write_result
+from .common import arg, markdown_table, pyplot, resolve_device, write_result
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 NUM_SPECIALS = 4
@@ -371,7 +370,7 @@ def run_recall(args: RecallArgs, progress: Callable[[str], None] | None = None) 
         }
     gate = per_model.get(args.gate_model)
     gate_passes = {str(n): (gate is not None and gate["test"][str(n)]["accuracy"] >= args.gate) for n in args.pairs}
-    for name, info in per_model.items():
+    for info in per_model.values():
         info["verdict"] = {}
         for n in args.pairs:
             acc = info["test"][str(n)]["accuracy"]
