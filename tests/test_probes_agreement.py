@@ -127,6 +127,7 @@ def test_rigged_model_scores_exactly_its_preference(tokenizer, tmp_path):
     assert data["linzen"]["items"] == 7 and data["linzen"]["broken"] == 1
     assert data["linzen"]["covered"] == 5 and data["linzen"]["coverage"] == pytest.approx(5 / 6)
     assert data["marvin_linzen"]["unscorable_pairs"] == 1
+    assert data["marvin_linzen"]["coverage_by_category"] == {"agreement": 1.0, "npi": 1.0, "reflexive": 1.0}
     p = 1 / (1 + math.exp(-1))
     expected = {"linzen": 3 / 5, "gulordava": 2 / 3}
     for mode in ("prefix", "whole"):

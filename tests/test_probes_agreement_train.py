@@ -141,3 +141,29 @@ def test_random_init_copy(tmp_path):
     assert json.loads((copy / "random_init.json").read_text())["seed"] == 3
     with pytest.raises(Exception, match="--model"):
         AgreementTrainArgs(linzen=str(FIXTURES / "agreement" / "linzen")).check()
+
+
+@pytest.mark.slow
+def test_end_to_end_through_the_fine_tuning_engine(tmp_path):
+    """Split, random copy, a one-epoch sweep with recurrent_mlm.glue.run_glue in-process, analysis."""
+    from transformers import BertTokenizer
+
+    from recurrent_mlm import RecurrentMLMConfig, RecurrentMLMForMaskedLM
+
+    linzen = _linzen(tmp_path / "linzen", per_stratum=(8, 6, 4))
+    words = set((linzen / "subj_agr_filtered.text").read_text().split())
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
+    tokenizer = BertTokenizer(vocab={t: i for i, t in enumerate(vocab)})
+    source = tmp_path / "pretrained"
+    RecurrentMLMForMaskedLM(RecurrentMLMConfig(**tiny_config_kwargs(vocab_size=len(vocab)))).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    result = run_agreement_train(AgreementTrainArgs(
+        model=[str(source)], linzen=str(linzen), output_dir=str(tmp_path / "out"), learning_rates=[1e-3], seeds=[1],
+        num_train_epochs=1, per_device_train_batch_size=8, max_seq_length=16,
+    ))  # fmt: skip
+    models = {m["model"]: m for m in result.summary["models"]}
+    assert set(models) == {"pretrained", "pretrained-random-init"}
+    assert all(m["accuracy"]["n"] == 1 and 0 <= m["accuracy"]["mean"] <= 1 for m in models.values())
+    assert (tmp_path / "out" / "finetune" / "runs" / "pretrained" / "lr_0.001_seed_1" / "eval_predictions.jsonl").is_file()
+    assert (tmp_path / "out" / "random_init" / "pretrained" / "random_init.json").is_file()
+    assert result.summary["split"]["test"] == 2 * round(0.2 * 8) + 2 * round(0.2 * 6) + 2 * round(0.2 * 4)

@@ -108,6 +108,7 @@ def test_a_short_run_learns_the_easiest_setting(tmp_path):
     bert = result.summary["models"]["bert"]
     assert bert["best_learning_rate"] == 3e-3  # 1e-5 learns nothing in 60 steps: the validation sets pick 3e-3
     best = next(r for r in result.runs if r.model == "bert" and r.learning_rate == 3e-3)
+    assert best.test_correct[1].shape == (64, 1) and best.test_correct[1].mean() == bert["test"]["1"]["accuracy"]
     assert best.curve[0]["step"] == 0 and best.curve[0]["validation_mean"] < 0.6
     assert bert["test"]["1"]["accuracy"] >= 0.9 and result.summary["gate_passes"]["1"]
     assert bert["verdict"]["1"] == "pass"

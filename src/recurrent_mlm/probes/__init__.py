@@ -9,8 +9,36 @@
 
 Every probe is a function taking a typed arguments object and returning its results; the command line
 (`python -m recurrent_mlm.probes <probe> --model PATH ...`) prints a table and writes JSON, Markdown and a PNG.
+See docs/probes.md.
 """
 
 from .agreement import AgreementArgs, AgreementResult, score_agreement
+from .agreement_data import AgreementItem, AgreementSets, load_agreement_sets
+from .agreement_train import AgreementTrainArgs, AgreementTrainResult, analyse_runs, run_agreement_train, write_split
+from .common import LoadedModel, load_model
+from .memory import MemoryArgs, MemoryResult, probe_memory
+from .recall import RecallArgs, RecallResult, generate_recall, run_recall, train_recall
 
-__all__ = ["AgreementArgs", "AgreementResult", "score_agreement"]
+__all__ = [
+    "AgreementArgs",
+    "AgreementItem",
+    "AgreementResult",
+    "AgreementSets",
+    "AgreementTrainArgs",
+    "AgreementTrainResult",
+    "LoadedModel",
+    "MemoryArgs",
+    "MemoryResult",
+    "RecallArgs",
+    "RecallResult",
+    "analyse_runs",
+    "generate_recall",
+    "load_agreement_sets",
+    "load_model",
+    "probe_memory",
+    "run_agreement_train",
+    "run_recall",
+    "score_agreement",
+    "train_recall",
+    "write_split",
+]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ..cli import UsageError, run_cli
 from .common import add_dataclass_arguments, dataclass_from_namespace
@@ -31,6 +32,30 @@ def _probes():
     }
 
 
+def flag_tables() -> str:
+    """Markdown tables of every probe's flags (default and help), as docs/probes.md shows them."""
+    import dataclasses
+
+    root = str(Path(__file__).resolve().parents[3]) + "/"
+    out = []
+    for name, (cls, _, _) in _probes().items():
+        out.append(f"`{name}`:\n\n| flag | default | meaning |\n|---|---|---|")
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            else:
+                default = None if f.default is dataclasses.MISSING else f.default
+            if isinstance(default, list):
+                default = " ".join(str(v) for v in default)
+            if isinstance(default, str):
+                default = default.replace(root, "")
+            flag = f"--{f.name}" + (f" / --no-{f.name}" if default is True else "")
+            shown = "" if default is None else f"`{default}`"
+            out.append(f"| `{flag}` | {shown} | {f.metadata.get('help', '')} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m recurrent_mlm.probes", description=__doc__)
     commands = parser.add_subparsers(dest="probe", required=True, parser_class=_Parser)
@@ -47,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     args = dataclass_from_namespace(cls, namespace)
     result = function(args, progress=lambda message: print(message, file=sys.stderr, flush=True))
     print(result.markdown())
-    for kind, path in sorted(result.files.items()):
+    for _, path in sorted(result.files.items()):
         print(f"wrote {path}", file=sys.stderr)
     return 0
 

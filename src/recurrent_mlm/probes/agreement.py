@@ -32,7 +32,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -417,6 +417,12 @@ def _summarise(items: list[AgreementItem], covered: list[int], records: list[dic
             "unscorable_pairs": sets.unscorable.get(name, 0),
             "modes": {},
         }
+        categories_here = sorted({items[i].category for i in members})
+        if len(categories_here) > 1:
+            info["coverage_by_category"] = {}
+            for c in categories_here:
+                mine = [i for i in members if items[i].category == c and not items[i].broken]
+                info["coverage_by_category"][c] = sum(i in covered_set for i in mine) / len(mine) if mine else math.nan
         for mode in args.modes:
             mine = [r for r in records if r["dataset"] == name and r["mode"] == mode]
             block: dict[str, Any] = {"overall": _block(mine, args.n_bins)}
@@ -465,8 +471,9 @@ def agreement_markdown(summary: dict) -> str:
         headers += [f"{m} accuracy [95% CI]", f"{m} ECE", f"{m} Brier"]
     headers += ["frequency baseline", "no-context baseline"]
     table = []
-    for label, name, info, blocks in _rows_of_sets(summary):
-        row = [label, blocks[modes[0]]["n"] if blocks[modes[0]] else 0, info["broken"], fmt(info["coverage"])]
+    for label, _, info, blocks in _rows_of_sets(summary):
+        coverage = info.get("coverage_by_category", {}).get(label.split(" ")[-1], info["coverage"])
+        row = [label, blocks[modes[0]]["n"] if blocks[modes[0]] else 0, info["broken"], fmt(coverage)]
         for m in modes:
             b = blocks[m] or {}
             row += [fmt_accuracy(b), fmt(b.get("ece")), fmt(b.get("brier"))]
@@ -566,10 +573,6 @@ def write_agreement_outputs(result: AgreementResult, output_dir: str | os.PathLi
     if png is not None:
         paths["png"] = png
     return {k: str(v) for k, v in paths.items()}
-
-
-def args_dict(args: AgreementArgs) -> dict[str, Any]:
-    return asdict(args)
 
 
 __all__ = ["AgreementArgs", "AgreementResult", "MODES", "corpus_word_counts", "form_token_ids", "score_agreement",

@@ -14,8 +14,7 @@ The pieces:
   with `--train_file train.csv --validation_file test.csv --text_columns sentence --label_column label`.
   The test file is the evaluation split; no model selection uses it (`run_glue.py` reports final scores).
 * `make_random_init`: the randomly initialised copy of a checkpoint.
-* `finetune`: runs the fine-tuning (one small function, so that it can move to the fine-tuning engine's
-  Python API when that lands; today it runs `run_glue.py` as a sweep).
+* `finetune`: the fine-tuning, a `recurrent_mlm.glue.run_glue` sweep (what `run_glue.py` runs) in-process.
 * `analyse_runs`: reads each run's `eval_predictions.jsonl` (single run or sweep layout), joins it with the
   test split, and reports accuracy by attractors, ECE, and mean / standard deviation / range over seeds.
 """
@@ -26,8 +25,6 @@ import json
 import math
 import os
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -43,7 +40,6 @@ from .common import accuracy_summary, arg, binary_calibration, fmt, markdown_tab
 
 LABELS = ("plural", "singular")  # run_glue.py numbers classification labels in sorted order
 PREDICTIONS_FILE = "eval_predictions.jsonl"
-RUN_GLUE = Path(__file__).resolve().parents[3] / "run_glue.py"
 COLUMNS = ["item", "sentence", "label", "attractors"]
 
 
@@ -53,7 +49,7 @@ class AgreementTrainArgs:
 
     model: list[str] | None = arg(help="Pretrained checkpoint folder(s) to fine-tune (each also from a random "
                                        "initialisation unless --no-random_init). Not needed with --runs_dir.")
-    output_dir: str | None = arg(help="Where split/, random_init/, runs/ and agreement_train.json/.md/.png go.")
+    output_dir: str | None = arg(help="Where split/, random_init/, finetune/ (the run_glue.py sweep) and agreement_train.json/.md/.png go.")
     linzen: str | None = arg(help="Linzen et al.'s subj_agr_filtered.gold (with its .text) or their folder.")
     test_fraction: float = arg(0.2, help="Share of each label x attractors stratum in the test split.")
     split_seed: int = arg(0, help="Seed of the split (fixed: the same seed gives the same split).")
@@ -61,7 +57,7 @@ class AgreementTrainArgs:
     random_init: bool = arg(True, help="Also fine-tune a randomly initialised copy of each model.")
     learning_rates: list[float] = arg([5e-5], help="Fine-tuning learning rates.")
     seeds: list[int] = arg([1, 2, 3], help="Fine-tuning seeds (head initialisation, data order, dropout).")
-    num_train_epochs: int = arg(3, help="Passes over the training split.")
+    num_train_epochs: float = arg(3.0, help="Passes over the training split (fractions allowed).")
     per_device_train_batch_size: int = arg(32, help="Training batch size.")
     max_seq_length: int = arg(128, help="Tokens per prefix (longer ones are truncated by run_glue.py).")
     runs_dir: str | None = arg(help="Analyse the runs already in this folder (single run or sweep layout) "
@@ -185,36 +181,37 @@ def make_random_init(model_path: str | os.PathLike, folder: str | os.PathLike, s
     return folder
 
 
+def model_label(path: str | os.PathLike) -> str:
+    """A short name for a model folder: its name, or its parent's when the name says nothing (`model`)."""
+    folder = Path(str(path).rstrip("/"))
+    if folder.name.lower() in ("model", "models", "checkpoint", "final", "") and folder.parent.name:
+        return folder.parent.name
+    return folder.name or "model"
+
+
 def finetune(models: dict[str, str], split_dir: str | os.PathLike, runs_dir: str | os.PathLike, args: AgreementTrainArgs,
-             extra: list[str] | None = None) -> Path:
-    """Fine-tune every model x learning rate x seed on the split (a resumable sweep). The one place that runs
-    the fine-tuning: `run_glue.py` in a subprocess until the fine-tuning engine has a Python API."""
-    if not RUN_GLUE.is_file():
-        raise UsageError(f"run_glue.py is not at {RUN_GLUE}; run from a clone of the project, or fine-tune yourself "
-                         "and analyse the runs with --runs_dir.")
-    command = [
-        sys.executable, str(RUN_GLUE),
-        "--model_name_or_path", *models.values(),
-        "--model_labels", *models.keys(),
-        "--train_file", str(Path(split_dir) / "train.csv"),
-        "--validation_file", str(Path(split_dir) / "test.csv"),
-        "--text_columns", "sentence",
-        "--label_column", "label",
-        "--learning_rates", *[f"{lr:g}" for lr in args.learning_rates],
-        "--seeds", *[str(s) for s in args.seeds],
-        "--num_train_epochs", str(args.num_train_epochs),
-        "--per_device_train_batch_size", str(args.per_device_train_batch_size),
-        "--max_seq_length", str(args.max_seq_length),
-        "--sweep",
-        "--output_dir", str(runs_dir),
-        *(extra or []),
-    ]  # fmt: skip
-    env = dict(os.environ)
-    src = str(RUN_GLUE.parent / "src")
-    env["PYTHONPATH"] = os.pathsep.join([src, env["PYTHONPATH"]]) if env.get("PYTHONPATH") else src
-    done = subprocess.run(command, env=env)
-    if done.returncode:
-        raise UsageError(f"fine-tuning failed (run_glue.py exit code {done.returncode}); see its message above.")
+             **overrides: Any) -> Path:
+    """Fine-tune every model x learning rate x seed on the split: a resumable `run_glue` sweep in `runs_dir`
+    (`runs/<label>/lr_<lr>_seed_<seed>/`, each with its `eval_predictions.jsonl`). `overrides` are further
+    `GlueArguments` fields."""
+    from ..glue import GlueArguments, run_glue
+
+    run_glue(GlueArguments(
+        model_name_or_path=list(models.values()),
+        model_labels=list(models.keys()),
+        train_file=str(Path(split_dir) / "train.csv"),
+        validation_file=str(Path(split_dir) / "test.csv"),
+        text_columns=["sentence"],
+        label_column="label",
+        learning_rates=list(args.learning_rates),
+        seeds=list(args.seeds),
+        num_train_epochs=args.num_train_epochs,
+        per_device_train_batch_size=args.per_device_train_batch_size,
+        max_seq_length=args.max_seq_length,
+        sweep=True,
+        output_dir=str(runs_dir),
+        **overrides,
+    ))  # fmt: skip
     return Path(runs_dir)
 
 
@@ -313,7 +310,21 @@ def analyse_runs(runs_dir: str | os.PathLike, split_dir: str | os.PathLike, n_bi
                               for a in attractors},
         })
     test_attractors = {str(a): sum(t["attractors"] == a for t in test) for a in sorted({t["attractors"] for t in test})}
-    return {"runs": runs, "models": summary, "test_items": len(test), "test_by_attractors": test_attractors}
+    return {"runs": runs, "models": summary, "test_items": len(test), "test_by_attractors": test_attractors,
+            "majority_baseline": majority_baseline(split_dir, test)}
+
+
+def majority_baseline(split_dir: str | os.PathLike, test: list[dict[str, Any]]) -> dict[str, Any]:
+    """Accuracy of always answering the most frequent training label, overall and by attractors (what a
+    classifier that learned nothing scores; the label mix changes with the number of attractors)."""
+    train_path = Path(split_dir) / "train.csv"
+    source = read_split(split_dir, "train") if train_path.is_file() else test
+    counts = {label: sum(r["label"] == label for r in source) for label in LABELS}
+    label = max(LABELS, key=lambda name: (counts[name], name == LABELS[0]))
+    right = np.array([r["label"] == label for r in test])
+    attractors = np.array([r["attractors"] for r in test])
+    return {"label": label, "overall": accuracy_summary(right),
+            "by_attractors": {str(a): accuracy_summary(right[attractors == a]) for a in sorted(set(attractors.tolist()))}}
 
 
 @dataclass
@@ -338,11 +349,11 @@ def run_agreement_train(args: AgreementTrainArgs, progress: Callable[[str], None
             raise UsageError("give --output_dir (where the split is written) or --split_dir.")
         say(f"writing the split to {split_dir}")
         split_info = write_split(args.linzen, split_dir, args.test_fraction, args.split_seed, args.max_train_items)
-    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "runs"
+    runs_dir = Path(args.runs_dir) if args.runs_dir else out / "finetune"
     if args.runs_dir is None:
         models: dict[str, str] = {}
         for path in args.model:
-            label = Path(path.rstrip("/")).name or "model"
+            label = model_label(path)
             models[label] = path
             if args.random_init:
                 copy = out / "random_init" / label
@@ -384,6 +395,10 @@ def agreement_train_markdown(summary: dict) -> str:
             f"{ece['mean']:.3f} ± {ece['std']:.3f}",
             *[fmt(m["by_attractors"][a]["mean"]) if a in m["by_attractors"] else "-" for a in attractors],
         ])
+    base = summary.get("majority_baseline")
+    if base:
+        rows.append([f"always '{base['label']}' (majority)", "-", "-", f"{base['overall']['accuracy']:.3f}", "-",
+                     *[fmt(base["by_attractors"][a]["accuracy"]) if a in base["by_attractors"] else "-" for a in attractors]])
     lines.append(markdown_table(headers, rows))
     counts = ", ".join(f"{a}: {n}" for a, n in summary["test_by_attractors"].items())
     lines.append(f"Test items by number of attractors: {counts}. Accuracy and ECE are the final evaluation of each run "

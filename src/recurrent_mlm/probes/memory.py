@@ -94,18 +94,26 @@ def held_out_blocks(args: MemoryArgs, tokenizer, vocab_size: int) -> tuple[np.nd
     from ..pretraining.corpus import build_datasets, resolve_source
     from ..pretraining.masking import EVAL_MASK_SEED, EVAL_MLM_PROBABILITY, MLMCollator, MLMMasker
 
+    import datasets
+
     source = resolve_source(
         train_files=list(args.train_file) if not args.validation_file else list(args.validation_file),
         validation_files=list(args.validation_file) if args.validation_file else None,
         dataset_name=None,
     )
-    data = build_datasets(
-        source,
-        tokenizer,
-        max_seq_length=args.max_seq_length,
-        validation_split_percentage=args.validation_split_percentage,
-        max_eval_samples=args.max_blocks,
-    )
+    bars = datasets.utils.logging.is_progress_bar_enabled()
+    datasets.utils.logging.disable_progress_bar()  # a study calls this many times; its log stays readable
+    try:
+        data = build_datasets(
+            source,
+            tokenizer,
+            max_seq_length=args.max_seq_length,
+            validation_split_percentage=args.validation_split_percentage,
+            max_eval_samples=args.max_blocks,
+        )
+    finally:
+        if bars:
+            datasets.utils.logging.enable_progress_bar()
     if data.validation is None or len(data.validation) < 2:
         raise UsageError(
             "the text makes fewer than 2 held-out blocks; give more text (--train_file / --validation_file), a larger "
@@ -374,8 +382,10 @@ def memory_markdown(summary: dict) -> str:
     picks = [d for d in (1, 2, 4, 8, 16, 32, 64) if d <= len(decay["distances"])]
     lines.append(markdown_table(["distance after the cut", *map(str, picks)],
                                 [["mean relative change", *[fmt(decay["last_layer"][d - 1]) for d in picks]]]))
-    lines.append(f"Half of the change at distance 1 is gone by distance {decay['half_distance'] or 'never (in this block)'}; "
-                 f"below 1% from distance {decay['distance_below_1_percent'] or 'never (in this block)'}.\n")
+    half = (f"halves by distance {decay['half_distance']}" if decay["half_distance"] else "never halves in the block")
+    below = (f"is below 1% from distance {decay['distance_below_1_percent']} on" if decay["distance_below_1_percent"]
+             else f"never falls below 1% ({decay['effect_at_end']:.3f} at the block's end)")
+    lines.append(f"The change at distance 1 {half} and {below}.\n")
     norms = summary["lstm_norms"]
     lines.append("## LSTM recurrent spectral norms\n")
     if norms["applies"]:

@@ -20,11 +20,10 @@ or too short for this budget, and says nothing about the architecture.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import torch
 
 from ..cli import UsageError
 from ..optim import build_optimizer
-from .common import arg, fmt, markdown_table, pyplot, resolve_device, write_result
+from .common import arg, markdown_table, pyplot, resolve_device, write_result
 
 PAD, CLS, SEP, MASK = 0, 1, 2, 3
 NUM_SPECIALS = 4
@@ -119,7 +118,8 @@ def build_recall_model(name: str, task: RecallTask, max_length: int, size: str =
     """A fresh masked LM for the task: a preset variant (or causal control) at `size`, solved to BERT's
     parameter count at that shape; `hf_bert` (transformers' BertForMaskedLM at our BERT's shape); or a
     config file/folder (its encoder, with the task's vocabulary and length). `shape` overrides the size's
-    `hidden_size`, `num_hidden_layers`, `num_attention_heads`, `intermediate_size`. No dropout."""
+    `hidden_size`, `num_hidden_layers`, `num_attention_heads`, `intermediate_size` and sets
+    `initializer_range`. No dropout."""
     from ..models.configuration_recurrent_mlm import RecurrentMLMConfig
     from ..models.modeling_recurrent_mlm import RecurrentMLMForMaskedLM
     from ..presets import VARIANTS, preset_config
@@ -137,7 +137,7 @@ def build_recall_model(name: str, task: RecallTask, max_length: int, size: str =
         ours = preset_config(size, "bert", **common)
         fields = {k: getattr(ours, k) for k in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                                   "intermediate_size", "max_position_embeddings", "hidden_dropout_prob",
-                                                  "attention_probs_dropout_prob")}
+                                                  "attention_probs_dropout_prob", "initializer_range")}
         return BertForMaskedLM(BertConfig(**fields, pad_token_id=PAD))
     if name in VARIANTS:
         return RecurrentMLMForMaskedLM(preset_config(size, name, **common))
@@ -164,6 +164,7 @@ class RecallArgs:
     num_hidden_layers: int | None = arg(help="Override the size's depth.")
     num_attention_heads: int | None = arg(help="Override the size's attention heads.")
     intermediate_size: int | None = arg(help="Override the size's FFN width (default 4 x hidden).")
+    initializer_range: float = arg(0.02, help="Std of the initial weights of every model (BERT's 0.02 by default).")
     num_keys: int = arg(32, help="Key tokens in the alphabet (N <= num_keys: keys are distinct).")
     num_values: int = arg(32, help="Value tokens in the alphabet.")
     pairs: list[int] = arg([4, 8, 16], help="Numbers of key-value pairs N to train and test on (Q = N/2 queries).")
@@ -200,7 +201,8 @@ class RecallArgs:
     @property
     def shape(self) -> dict[str, int | None]:
         return dict(hidden_size=self.hidden_size, num_hidden_layers=self.num_hidden_layers,
-                    num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size)
+                    num_attention_heads=self.num_attention_heads, intermediate_size=self.intermediate_size,
+                    initializer_range=self.initializer_range)
 
 
 def curriculum_pairs(pairs: Sequence[int], step: int, steps: int, curriculum: bool) -> list[int]:
@@ -214,23 +216,27 @@ def curriculum_pairs(pairs: Sequence[int], step: int, steps: int, curriculum: bo
 
 
 @torch.inference_mode()
-def recall_accuracy(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> dict[str, float]:
-    """Per-query accuracy (argmax over the whole vocabulary at each mask) and the share of examples with every
-    query right."""
+def query_correctness(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> np.ndarray:
+    """Whether each query is answered right (argmax over the whole vocabulary at its mask): a boolean
+    `(examples, queries)` array, examples in set order and queries in sequence order (for paired statistics)."""
     was_training = model.training
     model.eval()
-    hits, queries, exact = 0, 0, 0
+    rows = []
     for start in range(0, len(input_ids), batch_size):
         ids = torch.from_numpy(input_ids[start : start + batch_size]).to(device)
         gold = torch.from_numpy(labels[start : start + batch_size]).to(device)
         logits = model(input_ids=ids).logits  # (batch, seq, vocab): eval mode gives full logits
-        at = gold != IGNORE_INDEX
-        right = (logits.argmax(-1) == gold) & at
-        hits += int(right.sum())
-        queries += int(at.sum())
-        exact += int((right.sum(1) == at.sum(1)).sum())
+        at = gold != IGNORE_INDEX  # the same number of masks in every row of one N
+        right = logits.argmax(-1) == gold
+        rows.append(right[at].view(ids.shape[0], -1).cpu().numpy())
     model.train(was_training)
-    return {"accuracy": hits / max(1, queries), "exact": exact / max(1, len(input_ids))}
+    return np.concatenate(rows)
+
+
+def recall_accuracy(model, input_ids: np.ndarray, labels: np.ndarray, device, batch_size: int = 256) -> dict[str, float]:
+    """Per-query accuracy and the share of examples with every query right."""
+    correct = query_correctness(model, input_ids, labels, device, batch_size)
+    return {"accuracy": float(correct.mean()), "exact": float(correct.all(axis=1).mean())}
 
 
 @dataclass
@@ -244,6 +250,7 @@ class RecallRun:
     curve: list[dict[str, Any]]  # step, train_loss, validation accuracy per N and mean
     seconds: float
     diverged: bool
+    test_correct: dict[int, np.ndarray] = field(default_factory=dict)  # N -> (examples x queries) right or not
 
     @property
     def validation_mean(self) -> float:
@@ -307,7 +314,9 @@ def train_recall(
             say(f"{name} lr={learning_rate:g} seed={seed} step {step + 1}: loss {point['train_loss']:.3f}, "
                 f"validation accuracy " + ", ".join(f"N={k}: {v:.3f}" for k, v in accuracies.items()))
     validation = {n: recall_accuracy(model, *validation_sets[n], device) for n in args.pairs}
-    test = {n: recall_accuracy(model, *eval_set(task, n, "test", args.eval_examples, args.data_seed), device) for n in args.pairs}
+    test_correct = {n: query_correctness(model, *eval_set(task, n, "test", args.eval_examples, args.data_seed), device)
+                    for n in args.pairs}
+    test = {n: {"accuracy": float(c.mean()), "exact": float(c.all(axis=1).mean())} for n, c in test_correct.items()}
     return RecallRun(
         model=name,
         learning_rate=learning_rate,
@@ -318,6 +327,7 @@ def train_recall(
         curve=curve,
         seconds=time.perf_counter() - started,
         diverged=diverged,
+        test_correct=test_correct,
     )
 
 
@@ -360,7 +370,7 @@ def run_recall(args: RecallArgs, progress: Callable[[str], None] | None = None) 
         }
     gate = per_model.get(args.gate_model)
     gate_passes = {str(n): (gate is not None and gate["test"][str(n)]["accuracy"] >= args.gate) for n in args.pairs}
-    for name, info in per_model.items():
+    for info in per_model.values():
         info["verdict"] = {}
         for n in args.pairs:
             acc = info["test"][str(n)]["accuracy"]
@@ -397,6 +407,7 @@ def run_recall(args: RecallArgs, progress: Callable[[str], None] | None = None) 
 
 def _run_record(run: RecallRun) -> dict[str, Any]:
     record = asdict(run)
+    record.pop("test_correct")  # per-query arrays stay on the run object (RecallResult.runs)
     record["validation"] = {str(k): v for k, v in run.validation.items()}
     record["test"] = {str(k): v for k, v in run.test.items()}
     record["validation_mean"] = run.validation_mean
@@ -411,6 +422,7 @@ def recall_markdown(summary: dict) -> str:
         f"Alphabet {setting['num_keys']} keys x {setting['num_values']} values (vocabulary {summary['vocab_size']}); "
         f"N = {', '.join(pairs)} pairs with Q = N/2 queries; size `{setting['size']}`"
         + "".join(f", {k} {setting[k]}" for k in ("hidden_size", "num_hidden_layers", "num_attention_heads") if setting[k])
+        + f", initializer_range {setting['initializer_range']:g}"
         + f"; {setting['steps']} steps of {setting['batch_size']}, curriculum {'on' if setting['curriculum'] else 'off'}; "
         f"learning rates {', '.join(f'{lr:g}' for lr in setting['learning_rates'])} (best on validation); seeds "
         f"{', '.join(map(str, setting['seeds']))}; {setting['eval_examples']} test examples per N.\n"
