@@ -188,3 +188,73 @@ def test_auto_uses_triton_only_on_cuda():
 
     assert resolve_implementation("auto", torch.zeros(1)) == "fast"
     assert resolve_implementation("naive", torch.zeros(1)) == "naive"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fused sublayers (everything between the input and output projections) against their references.
+# ---------------------------------------------------------------------------------------------------------
+# Lengths on both sides of the blocked-scan threshold (48) in chain steps (length / chunk).
+SUBLAYER_SHAPES = [(2, 1, 4), (2, 6, 6), (3, 48, 10), (1, 150, 6)]
+DIRECTIONS = [("forward", torch.float64), ("backward", torch.float64), ("bidirectional", torch.float64),
+              ("bidirectional", torch.float32)]
+
+
+@pytest.mark.parametrize(("split", "dtype"), DIRECTIONS, ids=lambda v: str(v).replace("torch.float", "f"))
+@pytest.mark.parametrize("chunk", [1, 2, 3], ids=lambda k: f"k{k}")
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+@pytest.mark.parametrize("shape", SUBLAYER_SHAPES, ids=_shape_id)
+def test_fused_sublayer_matches_reference(shape, recurrence, chunk, split, dtype):
+    from recurrent_mlm.models.recurrence import fused_sublayer_supported, gated_sublayer, simple_sublayer
+    from recurrent_mlm.models.recurrence_naive import gated_sublayer_naive, simple_sublayer_naive
+
+    batch, length, width = shape
+    if not fused_sublayer_supported(length, chunk):
+        pytest.skip("the chunk does not divide the length: the general path runs")
+    split_at = {"forward": width, "backward": 0, "bidirectional": width // 2}[split]
+    projections = torch.randn(batch, length, 2 * width, dtype=dtype, requires_grad=True)
+    state_bias = torch.randn(width, dtype=dtype, requires_grad=True)
+    other_bias = torch.randn(width, dtype=dtype, requires_grad=True)
+    inputs = (projections, state_bias, other_bias)
+    fused_fn, reference_fn = {
+        "simple": (simple_sublayer, simple_sublayer_naive),
+        "gated": (gated_sublayer, gated_sublayer_naive),
+    }[recurrence]
+    grad_out = torch.randn(batch, length, width, dtype=dtype)
+    # The reference in float64 whatever the tested dtype: the fused path must match the definition.
+    reference_inputs = tuple(t.detach().double().requires_grad_() for t in inputs)
+    reference = reference_fn(*reference_inputs, chunk, split_at)
+    reference_grads = torch.autograd.grad(reference, reference_inputs, grad_out.double())
+    fused = fused_fn(*inputs, chunk, split_at)
+    fused_grads = torch.autograd.grad(fused, inputs, grad_out)
+    assert fused.dtype == dtype
+    tol = TOLERANCE[dtype] * (10 if dtype == torch.float32 else 1)
+    torch.testing.assert_close(fused.double(), reference, rtol=tol, atol=tol)
+    for got, want in zip(fused_grads, reference_grads):
+        # bias gradients sum over batch x length terms: scale the absolute tolerance with their count
+        torch.testing.assert_close(got.double(), want, rtol=tol, atol=tol * max(1, batch * length) ** 0.5)
+
+
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+def test_fused_sublayer_bf16_matches_float32(recurrence):
+    from recurrent_mlm.models.recurrence import gated_sublayer, simple_sublayer
+
+    fn = simple_sublayer if recurrence == "simple" else gated_sublayer
+    projections = torch.randn(2, 40, 12)
+    bias_a, bias_b = torch.randn(6), torch.randn(6)
+    exact = fn(projections, bias_a, bias_b, 1, 3)
+    low = projections.bfloat16().requires_grad_()
+    out = fn(low, bias_a.bfloat16(), bias_b.bfloat16(), 1, 3)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), exact, rtol=0.05, atol=0.05)
+    out.backward(torch.randn_like(out))
+    assert low.grad.dtype == torch.bfloat16 and torch.isfinite(low.grad.float()).all()
+
+
+def test_fused_sublayer_gradcheck():
+    from recurrent_mlm.models.recurrence import gated_sublayer, simple_sublayer
+
+    p = torch.randn(2, 12, 6, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: simple_sublayer(*t, 2, 1), (p, a, b))
+    assert torch.autograd.gradcheck(lambda *t: gated_sublayer(*t, 3, 2), (p, a, b))

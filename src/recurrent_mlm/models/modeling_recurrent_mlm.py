@@ -44,7 +44,14 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
+from .recurrence import (
+    fused_sublayer_supported,
+    gated_recurrence,
+    gated_sublayer,
+    resolve_implementation,
+    simple_recurrence,
+    simple_sublayer,
+)
 
 logger = logging.get_logger(__name__)
 
@@ -316,6 +323,17 @@ class _RecurrentSublayer(nn.Module):
     def scan(self, *inputs: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def fused_split(self, projections: torch.Tensor, context: SequenceContext | None) -> int | None:
+        """Channels read left to right (`split`) when the fused CPU path applies: the fast implementation, no
+        padding to move, whole chunks. `None` sends the call through `directional_scan`."""
+        if resolve_implementation(self.implementation, projections) != "fast":
+            return None
+        if context is not None and context.attention_mask is not None:
+            return None
+        if not fused_sublayer_supported(projections.shape[1], self.chunk_size):
+            return None
+        return {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]
+
     def directional_scan(self, inputs: list[torch.Tensor], context: SequenceContext | None) -> torch.Tensor:
         """Run `scan` over `inputs` (each `(batch, seq, d)`, float32) in the configured direction(s)."""
         implementation = resolve_implementation(self.implementation, inputs[0])
@@ -351,7 +369,11 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
         return simple_recurrence(x1, self.chunk_size, implementation, split)
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
-        x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
+        projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
+        split = self.fused_split(projections, context)
+        if split is not None:  # one autograd node for the recurrence and the gate (recurrence.py)
+            return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split)
+        x1, x2 = projections.split(self.hidden_size, dim=-1)  # (batch, seq, d) each
         # The state is kept in float32 whatever the autocast dtype.
         c = self.directional_scan([x1.float()], context)
         h = (c + self.state_bias.float()) * torch.sigmoid(x2.float() + self.gate_bias.float())
@@ -371,7 +393,11 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
         return gated_recurrence(z, f, self.chunk_size, implementation, split)
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
-        z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)
+        projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
+        split = self.fused_split(projections, context)
+        if split is not None:
+            return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split)
+        z, f_logits = projections.split(self.hidden_size, dim=-1)
         f = torch.sigmoid(f_logits.float() + self.forget_bias.float())
         c = self.directional_scan([z.float(), f], context)
         return (c + self.state_bias.float()).to(z.dtype)
