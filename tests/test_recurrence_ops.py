@@ -258,3 +258,48 @@ def test_fused_sublayer_gradcheck():
     b = torch.randn(3, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda *t: simple_sublayer(*t, 2, 1), (p, a, b))
     assert torch.autograd.gradcheck(lambda *t: gated_sublayer(*t, 3, 2), (p, a, b))
+
+
+@pytest.mark.parametrize("split", ["forward", "backward", "bidirectional"])
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+def test_fused_sublayer_with_padding_matches_each_row_alone(recurrence, split):
+    """With a padding mask (padding at the ends of rows), each row's real tokens get the outputs and
+    gradients of the reference run on that row alone; padding gets no gradient through the scan."""
+    from recurrent_mlm.models.recurrence import gated_sublayer, padding_only_at_ends, simple_sublayer
+    from recurrent_mlm.models.recurrence_naive import gated_sublayer_naive, simple_sublayer_naive
+
+    fused_fn, reference_fn = {
+        "simple": (simple_sublayer, simple_sublayer_naive),
+        "gated": (gated_sublayer, gated_sublayer_naive),
+    }[recurrence]
+    batch, length, width = 4, 60, 6
+    split_at = {"forward": width, "backward": 0, "bidirectional": width // 2}[split]
+    keep = torch.ones(batch, length, dtype=torch.long)
+    keep[0, 50:] = 0  # right padding
+    keep[1, :7] = 0  # left padding
+    keep[2, :3] = 0  # both ends
+    keep[2, 40:] = 0
+    assert padding_only_at_ends(keep) and not padding_only_at_ends(torch.tensor([[1, 0, 1]]))
+    projections = torch.randn(batch, length, 2 * width, dtype=torch.float64, requires_grad=True)
+    biases = [torch.randn(width, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    cotangent = torch.randn(batch, length, width, dtype=torch.float64) * keep[..., None]
+    fused = fused_fn(projections, *biases, 1, split_at, keep=keep)
+    grads = torch.autograd.grad(fused, [projections, *biases], cotangent)
+    expected = torch.zeros_like(fused)
+    expected_grads = [torch.zeros_like(t) for t in (projections, *biases)]
+    for row in range(batch):
+        real = keep[row].nonzero().flatten()
+        leaves = [projections[row : row + 1, real].detach().requires_grad_(), *(b.detach().requires_grad_() for b in biases)]
+        out = reference_fn(*leaves, 1, split_at)
+        row_grads = torch.autograd.grad(out, leaves, cotangent[row : row + 1, real])
+        expected[row, real] = out[0].detach()
+        expected_grads[0][row, real] = row_grads[0][0]
+        expected_grads[1] += row_grads[1]
+        expected_grads[2] += row_grads[2]
+    real = keep.bool()
+    torch.testing.assert_close(fused[real], expected[real], rtol=1e-10, atol=1e-10)
+    grad_x, expected_x = grads[0][..., :width], expected_grads[0][..., :width]
+    torch.testing.assert_close(grad_x, expected_x, rtol=1e-10, atol=1e-10)  # zero at padding
+    for got, want in zip(grads[1:], expected_grads[1:]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grads[0][..., width:][real], expected_grads[0][..., width:][real], rtol=1e-10, atol=1e-10)

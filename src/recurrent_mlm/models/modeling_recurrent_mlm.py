@@ -47,6 +47,7 @@ from .configuration_recurrent_mlm import RecurrentMLMConfig
 from .recurrence import (
     fused_sublayer_supported,
     gated_recurrence,
+    padding_only_at_ends,
     gated_sublayer,
     resolve_implementation,
     simple_recurrence,
@@ -323,16 +324,21 @@ class _RecurrentSublayer(nn.Module):
     def scan(self, *inputs: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def fused_split(self, projections: torch.Tensor, context: SequenceContext | None) -> int | None:
-        """Channels read left to right (`split`) when the fused CPU path applies: the fast implementation, no
-        padding to move, whole chunks. `None` sends the call through `directional_scan`."""
+    def fused_split(self, projections: torch.Tensor, context: SequenceContext | None):
+        """`(split, keep)` for the fused sublayer when it applies (the fast implementation, whole chunks, and
+        either no padding or, with chunk size 1, padding only at the ends of rows, which it masks instead of
+        moving); `split` is the number of channels read left to right. `None` sends the call through
+        `directional_scan`."""
         if resolve_implementation(self.implementation, projections) != "fast":
-            return None
-        if context is not None and context.attention_mask is not None:
             return None
         if not fused_sublayer_supported(projections.shape[1], self.chunk_size):
             return None
-        return {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]
+        keep = None if context is None else context.attention_mask
+        if keep is not None and (
+            self.chunk_size != 1 or not context._cached("ends-only", lambda: padding_only_at_ends(keep))
+        ):
+            return None
+        return {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction], keep
 
     def directional_scan(self, inputs: list[torch.Tensor], context: SequenceContext | None) -> torch.Tensor:
         """Run `scan` over `inputs` (each `(batch, seq, d)`, float32) in the configured direction(s)."""
@@ -370,9 +376,10 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
-        split = self.fused_split(projections, context)
-        if split is not None:  # one autograd node for the recurrence and the gate (recurrence.py)
-            return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split)
+        fused = self.fused_split(projections, context)
+        if fused is not None:  # one autograd node for the recurrence and the gate (recurrence.py)
+            split, keep = fused
+            return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split, keep=keep)
         x1, x2 = projections.split(self.hidden_size, dim=-1)  # (batch, seq, d) each
         # The state is kept in float32 whatever the autocast dtype.
         c = self.directional_scan([x1.float()], context)
@@ -394,9 +401,10 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
 
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
         projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
-        split = self.fused_split(projections, context)
-        if split is not None:
-            return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split)
+        fused = self.fused_split(projections, context)
+        if fused is not None:
+            split, keep = fused
+            return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split, keep=keep)
         z, f_logits = projections.split(self.hidden_size, dim=-1)
         f = torch.sigmoid(f_logits.float() + self.forget_bias.float())
         c = self.directional_scan([z.float(), f], context)

@@ -215,6 +215,24 @@ def _chains(t: torch.Tensor, lag: int) -> torch.Tensor:
     return t.unflatten(1, (t.shape[1] // lag, lag))
 
 
+def _keep_mask(keep: torch.Tensor | None, lag: int, like: torch.Tensor) -> torch.Tensor | None:
+    """`(batch, L)` mask of real tokens -> `(batch, L, 1)` multiplier in the state dtype."""
+    if keep is None:
+        return None
+    if lag != 1:
+        raise ValueError("the fused sublayers take padding masks only with chunk_size 1")
+    return keep.to(like.dtype).unsqueeze(-1)
+
+
+def padding_only_at_ends(attention_mask: torch.Tensor) -> bool:
+    """Whether each row's real tokens are one contiguous run (padding on the left and/or right only)."""
+    mask = attention_mask != 0
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    first = torch.where(mask, positions, mask.shape[1]).amin(dim=1, keepdim=True)
+    count = mask.sum(dim=1, keepdim=True)
+    return bool(((positions >= first) & (positions < first + count) == mask).all())
+
+
 def fused_sublayer_supported(length: int, chunk_size: int) -> bool:
     """The fused sublayers need whole chunks (`chunk_size` divides the length); others take the general path."""
     return length % chunk_size == 0
@@ -258,22 +276,24 @@ class SimpleSublayerFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, projections, state_bias, gate_bias, lag: int, split: int | None):
+    def forward(ctx, projections, state_bias, gate_bias, lag: int, split: int | None, keep=None):
         batch, length, width = projections.shape[0], projections.shape[1], projections.shape[2] // 2
         p = projections.to(_state_dtype(projections))  # (batch, L, 2d); no copy for float32
         x, gate_logits = p[..., :width], p[..., width:]
+        keep = _keep_mask(keep, lag, p)
         out = torch.empty(batch, length, width, dtype=projections.dtype, device=p.device)
         saved = []
         for part, reverse in _direction_parts(width, split):
             diff = p.new_empty((batch, length, part.stop - part.start))  # D_t = c_{t-k} - x_t
             state = torch.empty_like(diff)  # C, then C + b_c
+            inputs = x[..., part] if keep is None else x[..., part] * keep  # padding: x = 0 keeps c = 0
             if length:
-                _simple_scan_difference_(_chains(x[..., part], lag), _chains(diff, lag), _chains(state, lag), reverse)
+                _simple_scan_difference_(_chains(inputs, lag), _chains(diff, lag), _chains(state, lag), reverse)
             state.add_(state_bias[part])
             gate = torch.add(gate_logits[..., part], gate_bias[part]).sigmoid_()
             torch.mul(state, gate, out=out[..., part])
             saved += [diff, state, gate]
-        ctx.lag, ctx.split, ctx.dtype = lag, split, projections.dtype
+        ctx.lag, ctx.split, ctx.dtype, ctx.keep = lag, split, projections.dtype, keep
         ctx.bias_dtypes = (state_bias.dtype, gate_bias.dtype)
         ctx.save_for_backward(*saved)
         return out
@@ -310,10 +330,13 @@ class SimpleSublayerFunction(torch.autograd.Function):
                 scan(_chains(adjoint, lag), _chains(slope[:, :length], lag))
             # dc_t/dx_t = 1 - silu'(D_t)
             torch.addcmul(adjoint, adjoint, own, value=-1, out=grad_x[..., part])
+            if ctx.keep is not None:
+                grad_x[..., part].mul_(ctx.keep)
         return (
             grad_p.to(ctx.dtype),
             grad_state_bias.to(ctx.bias_dtypes[0]),
             grad_gate_bias.to(ctx.bias_dtypes[1]),
+            None,
             None,
             None,
         )
@@ -329,10 +352,11 @@ class GatedSublayerFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, projections, state_bias, forget_bias, lag: int, split: int | None):
+    def forward(ctx, projections, state_bias, forget_bias, lag: int, split: int | None, keep=None):
         batch, length, width = projections.shape[0], projections.shape[1], projections.shape[2] // 2
         p = projections.to(_state_dtype(projections))
         z, f_logits = p[..., :width], p[..., width:]
+        keep = _keep_mask(keep, lag, p)
         out = torch.empty(batch, length, width, dtype=projections.dtype, device=p.device)
         saved = [p]
         for part, reverse in _direction_parts(width, split):
@@ -343,6 +367,8 @@ class GatedSublayerFunction(torch.autograd.Function):
             if reverse:
                 forget[:, :extra].zero_()
             state = torch.addcmul(z[..., part], own, z[..., part], value=-1)  # (1 - f_t) z_t, scanned into c
+            if keep is not None:
+                state.mul_(keep)  # padding: z = 0 keeps c = 0
             if length:
                 # left to right: c_t = f_t c_{t-k} + b_t; right to left: c_t = f_t c_{t+k} + b_t, whose
                 # coefficient the reverse scan reads at t + k, where `forget` keeps it.
@@ -350,7 +376,7 @@ class GatedSublayerFunction(torch.autograd.Function):
                 scan(_chains(state, lag), _chains(forget[:, :length], lag))
             torch.add(state, state_bias[part], out=out[..., part])
             saved += [forget, state]
-        ctx.lag, ctx.split, ctx.dtype = lag, split, projections.dtype
+        ctx.lag, ctx.split, ctx.dtype, ctx.keep = lag, split, projections.dtype, keep
         ctx.bias_dtypes = (state_bias.dtype, forget_bias.dtype)
         ctx.save_for_backward(*saved)
         return out
@@ -377,6 +403,9 @@ class GatedSublayerFunction(torch.autograd.Function):
             torch.addcmul(adjoint, adjoint, own, value=-1, out=grad_z[..., part])  # dc_t/dz_t = 1 - f_t
             # dc_t/df_t = c_prev - z_t, with c_prev = c_{t-k} (c_{t+k} right to left), 0 before the start
             slope = torch.neg(z[..., part])
+            if ctx.keep is not None:  # padding entered as z = 0
+                grad_z[..., part].mul_(ctx.keep)
+                slope.mul_(ctx.keep)
             if reverse:
                 slope[:, : length - lag].add_(state[:, lag:])
             else:
@@ -390,6 +419,7 @@ class GatedSublayerFunction(torch.autograd.Function):
             grad_forget_bias.to(ctx.bias_dtypes[1]),
             None,
             None,
+            None,
         )
 
 
@@ -401,14 +431,22 @@ def simple_sublayer(
     chunk_size: int = 1,
     split: int | None = None,
     implementation: str = "fast",
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Lei et al.'s sublayer between its projections, `(batch, L, 2d)` -> `(batch, L, d)`; see
-    `simple_sublayer_naive` for the definition. `implementation="naive"` runs that reference."""
+    `simple_sublayer_naive` for the definition. `implementation="naive"` runs that reference.
+
+    `keep` (`(batch, L)`, 1 at real tokens; `chunk_size` 1, padding only at the ends of each row, see
+    `padding_only_at_ends`): padding enters the scan as zeros, which leave the zero state unchanged, so real
+    tokens read exactly the state of their row alone; outputs at padding are arbitrary.
+    """
     if implementation == "naive":
+        if keep is not None:
+            raise ValueError("the reference sublayer takes no padding mask: run it on each row's real tokens")
         return simple_sublayer_naive(projections, state_bias, gate_bias, chunk_size, split)
     if not fused_sublayer_supported(projections.shape[1], chunk_size):
         raise ValueError(f"the fused sublayer needs chunk_size ({chunk_size}) to divide the length")
-    return SimpleSublayerFunction.apply(projections, state_bias, gate_bias, chunk_size, split)
+    return SimpleSublayerFunction.apply(projections, state_bias, gate_bias, chunk_size, split, keep)
 
 
 @torch.compiler.disable
@@ -419,14 +457,18 @@ def gated_sublayer(
     chunk_size: int = 1,
     split: int | None = None,
     implementation: str = "fast",
+    keep: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The gated sublayer between its projections, `(batch, L, 2d)` -> `(batch, L, d)`; see
-    `gated_sublayer_naive` for the definition. `implementation="naive"` runs that reference."""
+    `gated_sublayer_naive` for the definition. `implementation="naive"` runs that reference. `keep`: as in
+    `simple_sublayer` (padding enters as ``z = 0``, which keeps the zero state)."""
     if implementation == "naive":
+        if keep is not None:
+            raise ValueError("the reference sublayer takes no padding mask: run it on each row's real tokens")
         return gated_sublayer_naive(projections, state_bias, forget_bias, chunk_size, split)
     if not fused_sublayer_supported(projections.shape[1], chunk_size):
         raise ValueError(f"the fused sublayer needs chunk_size ({chunk_size}) to divide the length")
-    return GatedSublayerFunction.apply(projections, state_bias, forget_bias, chunk_size, split)
+    return GatedSublayerFunction.apply(projections, state_bias, forget_bias, chunk_size, split, keep)
 
 
 _warned_no_triton = False
@@ -528,6 +570,7 @@ __all__ = [
     "simple_sublayer",
     "gated_sublayer",
     "fused_sublayer_supported",
+    "padding_only_at_ends",
     "resolve_implementation",
     "triton_available",
 ]
