@@ -36,7 +36,17 @@ REFERENCE = "transformers.BertForMaskedLM"
 DENSE = "bert (dense MLM head)"  # ours with sparse_prediction=False: isolates what the sparse head buys
 
 
-def build_models(size: str, vocab_size: int, attn: str, variants: list[str], reference: bool = True):
+def unfused(model):
+    """The same model with the fused recurrent sublayers switched off (the general path: flips, concatenated
+    directions, autograd through the gate), to measure what the fusion buys in the same run."""
+    for module in model.modules():
+        if hasattr(module, "fused_split"):
+            module.fused_split = lambda *args, **kwargs: None
+    return model
+
+
+def build_models(size: str, vocab_size: int, attn: str, variants: list[str], reference: bool = True,
+                 with_unfused: bool = False):
     """(name, model or None, note) for each model, in table order."""
     from transformers import BertConfig, BertForMaskedLM
 
@@ -60,6 +70,9 @@ def build_models(size: str, vocab_size: int, attn: str, variants: list[str], ref
             config = preset_config(size, name, vocab_size=vocab_size)
             config._attn_implementation = attn
             rows.append((name, RecurrentMLMForMaskedLM(config), ""))
+            if with_unfused and config.recurrence is not None:
+                torch.manual_seed(0)
+                rows.append((f"{name} (unfused)", unfused(RecurrentMLMForMaskedLM(config)), ""))
         except (ValueError, NotImplementedError) as err:
             rows.append((name, None, f"not built: {str(err).splitlines()[0]}"))
         if name == BASELINE and reference:
@@ -123,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--statistic", default="min", choices=["min", "median"], help="Which round's step time the ratios use.")
     p.add_argument("--no_reference", action="store_true",
                    help="Leave out transformers.BertForMaskedLM and the dense-head row (ratios to our bert only).")
+    p.add_argument("--with_unfused", action="store_true",
+                   help="Also time each recurrent variant with its fused sublayers switched off.")
     p.add_argument("--note", default="", help="A sentence for the results file (e.g. how busy the machine was).")
     p.add_argument("--profile", metavar="MODEL", help="Instead of the table, profile one model (a variant name or 'reference').")
     p.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" / "pretraining_throughput"), help="Output path prefix (.md and .json are added).")
@@ -137,7 +152,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     torch.manual_seed(0)
-    rows = build_models(args.size, args.vocab_size, args.attn_implementation, args.variants, not args.no_reference)
+    rows = build_models(args.size, args.vocab_size, args.attn_implementation, args.variants, not args.no_reference,
+                        args.with_unfused)
     batches = make_batches(args.steps, args.batch_size, args.seq_len, args.vocab_size, device)
 
     if args.profile:

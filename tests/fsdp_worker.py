@@ -5,7 +5,9 @@
 For each variant, with the same initial weights and batches as the single-process run of the test: 4 steps
 (the losses of the global batch), a sharded checkpoint after step 2, a fresh model resumed from it for steps
 3-4, a consolidated `save_pretrained` folder after step 4 and the eval-mode logits of the sharded model on a
-fixed input. Writes `OUTPUT_DIR/results.json`; `OUTPUT_DIR/<variant>/` holds the consolidated model.
+fixed input; for a few variants, the 4 steps again under Accelerate's FSDP2 wrapping with
+`configs/accelerate/fsdp.yaml`. Writes `OUTPUT_DIR/results.json`; `OUTPUT_DIR/<variant>/` holds the
+consolidated model.
 """
 
 from __future__ import annotations
@@ -119,12 +121,53 @@ def run_variant(name: str, out: Path, rank: int, world: int) -> dict:
     }
 
 
+# Variants also run through Accelerate's own FSDP2 preparation with configs/accelerate/fsdp.yaml.
+ACCELERATE_VARIANTS = ["recurrent_bert", "universal_transformer"]
+
+
+def accelerate_plugin_from_yaml(path: Path):
+    """The FSDP plugin `accelerate launch --config_file path` builds (mixed precision left out: CPU)."""
+    import yaml
+    from accelerate.utils import FullyShardedDataParallelPlugin
+
+    fsdp = yaml.safe_load(path.read_text())["fsdp_config"]
+    return FullyShardedDataParallelPlugin(
+        fsdp_version=fsdp["fsdp_version"],
+        auto_wrap_policy=fsdp["fsdp_auto_wrap_policy"].lower(),
+        transformer_cls_names_to_wrap=fsdp.get("fsdp_transformer_layer_cls_to_wrap"),
+        reshard_after_forward=fsdp["fsdp_reshard_after_forward"],
+        state_dict_type=fsdp["fsdp_state_dict_type"],
+        cpu_ram_efficient_loading=fsdp["fsdp_cpu_ram_efficient_loading"],
+    )
+
+
+def run_accelerate_variant(name: str, rank: int, world: int) -> dict:
+    """Accelerate's FSDP2 wrapping (`fsdp2_prepare_model`, what `accelerator.prepare` calls under FSDP) with our
+    config. Accelerate runs FSDP only on GPUs, so its function is called directly with the few accelerator
+    attributes it reads."""
+    import types
+
+    from accelerate.utils.fsdp_utils import fsdp2_prepare_model
+
+    accelerator = types.SimpleNamespace(
+        state=types.SimpleNamespace(fsdp_plugin=accelerate_plugin_from_yaml(ROOT / "configs" / "accelerate" / "fsdp.yaml")),
+        torch_device_mesh=None, parallelism_config=None, mixed_precision="no", is_main_process=rank == 0,
+        device=torch.device("cpu"),
+    )
+    model = fsdp2_prepare_model(accelerator, build(name, seed=0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=LEARNING_RATE)
+    return {"losses": train_steps(model, optimizer, batches(model.config.vocab_size), rank, world)}
+
+
 def worker(rank: int, world: int, port: int, out: str, names: list[str]) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
         results = {name: run_variant(name, Path(out), rank, world) for name in names}
+        results["accelerate"] = {
+            name: run_accelerate_variant(name, rank, world) for name in ACCELERATE_VARIANTS if name in names
+        }
         if rank == 0:
             Path(out, "results.json").write_text(json.dumps(results))
     finally:
@@ -142,6 +185,8 @@ def main(argv: list[str]) -> None:
     # seconds each). Nothing has run an intra-op thread pool yet, so forking is safe.
     import torch.distributed.checkpoint  # noqa: F401
     import torch.distributed.fsdp  # noqa: F401
+
+    import accelerate.utils.fsdp_utils  # noqa: F401
 
     import recurrent_mlm.sharding  # noqa: F401
     from recurrent_mlm import RecurrentMLMForMaskedLM  # noqa: F401

@@ -11,7 +11,15 @@ import pytest
 import torch
 
 from tests.conftest import REPO_ROOT, subprocess_env
-from tests.fsdp_worker import CHECKPOINT_AFTER, LEARNING_RATE, batches, build, probe_input, summed_loss
+from tests.fsdp_worker import (
+    ACCELERATE_VARIANTS,
+    CHECKPOINT_AFTER,
+    LEARNING_RATE,
+    batches,
+    build,
+    probe_input,
+    summed_loss,
+)
 from tests.variants import VARIANTS
 
 pytestmark = pytest.mark.skipif(
@@ -74,6 +82,15 @@ def test_sharded_training_matches_one_process(sharded_run, name):
         logits = loaded(input_ids=ids, attention_mask=mask).logits
     torch.testing.assert_close(logits, torch.tensor(result["probe_logits"]), rtol=1e-6, atol=1e-6)
     assert loaded.cls.predictions.decoder.weight is loaded.model.embeddings.word_embeddings.weight
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ACCELERATE_VARIANTS)
+def test_accelerate_fsdp_config_matches_one_process(sharded_run, name):
+    """configs/accelerate/fsdp.yaml through Accelerate's own FSDP2 wrapping: the losses of one process."""
+    _, results = sharded_run
+    expected, _ = single_process_losses(name)
+    assert results["accelerate"][name]["losses"] == pytest.approx(expected, rel=1e-5, abs=1e-5)
 
 
 def test_sharding_units_skip_tied_embeddings(tiny_config):
