@@ -43,16 +43,9 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from .recurrence import fused_sublayer_supported, gated_sublayer, padding_only_at_ends, simple_sublayer
 from .configuration_recurrent_mlm import RecurrentMLMConfig
-from .recurrence import (
-    fused_sublayer_supported,
-    gated_recurrence,
-    padding_only_at_ends,
-    gated_sublayer,
-    resolve_implementation,
-    simple_recurrence,
-    simple_sublayer,
-)
+from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
 
 logger = logging.get_logger(__name__)
 
@@ -324,21 +317,30 @@ class _RecurrentSublayer(nn.Module):
     def scan(self, *inputs: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def fused_split(self, projections: torch.Tensor, context: SequenceContext | None):
-        """`(split, keep)` for the fused sublayer when it applies (the fast implementation, whole chunks, and
-        either no padding or, with chunk size 1, padding only at the ends of rows, which it masks instead of
-        moving); `split` is the number of channels read left to right. `None` sends the call through
-        `directional_scan`."""
-        if resolve_implementation(self.implementation, projections) != "fast":
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fused_forward(self, hidden_states: torch.Tensor, context: SequenceContext | None) -> torch.Tensor | None:
+        """The sublayer from its input projection to its output projection as one autograd node
+        (`simple_sublayer` / `gated_sublayer` in recurrence.py) when that applies: the fast implementation, whole
+        chunks, and no padding or, with chunk size 1, padding only at the ends of rows (masked instead of
+        moved). `None` otherwise: the caller takes the general path through `directional_scan`."""
+        if resolve_implementation(self.implementation, hidden_states) != "fast":
             return None
-        if not fused_sublayer_supported(projections.shape[1], self.chunk_size):
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():  # custom autograd nodes do not export
+            return None
+        if not fused_sublayer_supported(hidden_states.shape[1], self.chunk_size):
             return None
         keep = None if context is None else context.attention_mask
-        if keep is not None and (
-            self.chunk_size != 1 or not context._cached("ends-only", lambda: padding_only_at_ends(keep))
-        ):
-            return None
-        return {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction], keep
+        if keep is not None:
+            # Masking needs padding only at the ends, a question about the mask's values: not while a graph is
+            # captured (torch.compile), where the general path runs.
+            if self.chunk_size != 1 or torch.compiler.is_compiling():
+                return None
+            if not context._cached("padding-at-ends", lambda: padding_only_at_ends(keep)):
+                return None
+        split = {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]
+        return self.fused(self.in_proj(hidden_states), split, keep)
 
     def directional_scan(self, inputs: list[torch.Tensor], context: SequenceContext | None) -> torch.Tensor:
         """Run `scan` over `inputs` (each `(batch, seq, d)`, float32) in the configured direction(s)."""
@@ -374,13 +376,14 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
     def scan(self, x1: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         return simple_recurrence(x1, self.chunk_size, implementation, split)
 
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split, keep=keep)
+
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
-        projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
-        fused = self.fused_split(projections, context)
-        if fused is not None:  # one autograd node for the recurrence and the gate (recurrence.py)
-            split, keep = fused
-            return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split, keep=keep)
-        x1, x2 = projections.split(self.hidden_size, dim=-1)  # (batch, seq, d) each
+        fused = self.fused_forward(hidden_states, context)
+        if fused is not None:
+            return fused
+        x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
         # The state is kept in float32 whatever the autocast dtype.
         c = self.directional_scan([x1.float()], context)
         h = (c + self.state_bias.float()) * torch.sigmoid(x2.float() + self.gate_bias.float())
@@ -399,13 +402,14 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
     def scan(self, z: torch.Tensor, f: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         return gated_recurrence(z, f, self.chunk_size, implementation, split)
 
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split, keep=keep)
+
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
-        projections = self.in_proj(hidden_states)  # (batch, seq, 2d)
-        fused = self.fused_split(projections, context)
+        fused = self.fused_forward(hidden_states, context)
         if fused is not None:
-            split, keep = fused
-            return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split, keep=keep)
-        z, f_logits = projections.split(self.hidden_size, dim=-1)
+            return fused
+        z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)
         f = torch.sigmoid(f_logits.float() + self.forget_bias.float())
         c = self.directional_scan([z.float(), f], context)
         return (c + self.state_bias.float()).to(z.dtype)
