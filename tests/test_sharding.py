@@ -80,7 +80,9 @@ def test_sharded_training_matches_one_process(sharded_run, name):
     ids, mask = probe_input(config.vocab_size)
     with torch.no_grad():
         logits = loaded(input_ids=ids, attention_mask=mask).logits
-    torch.testing.assert_close(logits, torch.tensor(result["probe_logits"]), rtol=1e-6, atol=1e-6)
+    # Same weights in another process: equal up to float32 summation order (thread counts may differ).
+    expected_logits = torch.tensor(result["probe_logits"])
+    torch.testing.assert_close(logits, expected_logits, rtol=1e-5, atol=1e-5 * expected_logits.abs().max().item())
     assert loaded.cls.predictions.decoder.weight is loaded.model.embeddings.word_embeddings.weight
 
 
