@@ -325,20 +325,23 @@ class _RecurrentSublayer(nn.Module):
         (`simple_sublayer` / `gated_sublayer` in recurrence.py) when that applies: the fast implementation, whole
         chunks, and no padding or, with chunk size 1, padding only at the ends of rows (masked instead of
         moved). `None` otherwise: the caller takes the general path through `directional_scan`."""
-        if resolve_implementation(self.implementation, hidden_states) != "fast":
-            return None
         if torch.jit.is_tracing() or torch.compiler.is_exporting():  # custom autograd nodes do not export
+            return None
+        return self._fused_forward(hidden_states, context)
+
+    # Outside graph capture (one graph break, as the scans have anyway): the choice looks at the mask's
+    # values, and torch.compile then takes the path eager mode takes, with the same outputs at padding too.
+    @torch.compiler.disable
+    def _fused_forward(self, hidden_states: torch.Tensor, context: SequenceContext | None) -> torch.Tensor | None:
+        if resolve_implementation(self.implementation, hidden_states) != "fast":
             return None
         if not fused_sublayer_supported(hidden_states.shape[1], self.chunk_size):
             return None
         keep = None if context is None else context.attention_mask
-        if keep is not None:
-            # Masking needs padding only at the ends, a question about the mask's values: not while a graph is
-            # captured (torch.compile), where the general path runs.
-            if self.chunk_size != 1 or torch.compiler.is_compiling():
-                return None
-            if not context._cached("padding-at-ends", lambda: padding_only_at_ends(keep)):
-                return None
+        if keep is not None and (
+            self.chunk_size != 1 or not context._cached("padding-at-ends", lambda: padding_only_at_ends(keep))
+        ):
+            return None
         split = {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]
         return self.fused(self.in_proj(hidden_states), split, keep)
 
