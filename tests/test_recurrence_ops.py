@@ -273,7 +273,7 @@ def test_fused_sublayer_gradcheck():
 def test_fused_sublayer_with_padding_matches_each_row_alone(recurrence, split):
     """With a padding mask (padding at the ends of rows), each row's real tokens get the outputs and
     gradients of the reference run on that row alone; padding gets no gradient through the scan."""
-    from recurrent_mlm.models.recurrence import gated_sublayer, padding_only_at_ends, simple_sublayer
+    from recurrent_mlm.models.recurrence import gated_sublayer, padding_only_at_ends, right_padded, simple_sublayer
     from recurrent_mlm.models.recurrence_naive import gated_sublayer_naive, simple_sublayer_naive
 
     fused_fn, reference_fn = {
@@ -288,6 +288,7 @@ def test_fused_sublayer_with_padding_matches_each_row_alone(recurrence, split):
     keep[2, :3] = 0  # both ends
     keep[2, 40:] = 0
     assert padding_only_at_ends(keep) and not padding_only_at_ends(torch.tensor([[1, 0, 1]]))
+    assert right_padded(torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]])) and not right_padded(keep)
     projections = torch.randn(batch, length, 2 * width, dtype=torch.float64, requires_grad=True)
     biases = [torch.randn(width, dtype=torch.float64, requires_grad=True) for _ in range(2)]
     cotangent = torch.randn(batch, length, width, dtype=torch.float64) * keep[..., None]

@@ -43,7 +43,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
-from .recurrence import fused_sublayer_supported, gated_sublayer, padding_only_at_ends, simple_sublayer
+from .recurrence import fused_sublayer_supported, gated_sublayer, right_padded, simple_sublayer
 from .configuration_recurrent_mlm import RecurrentMLMConfig
 from .recurrence import gated_recurrence, resolve_implementation, simple_recurrence
 
@@ -323,8 +323,10 @@ class _RecurrentSublayer(nn.Module):
     def fused_forward(self, hidden_states: torch.Tensor, context: SequenceContext | None) -> torch.Tensor | None:
         """The sublayer from its input projection to its output projection as one autograd node
         (`simple_sublayer` / `gated_sublayer` in recurrence.py) when that applies: the fast implementation, whole
-        chunks, and no padding or, with chunk size 1, padding only at the ends of rows (masked instead of
-        moved). `None` otherwise: the caller takes the general path through `directional_scan`."""
+        chunks, and no padding or, with chunk size 1, right padding (masked instead of moved: every output that
+        reads real tokens only is the general path's; left padding is left to the general path because a `cls`
+        pooler would read a padding position there, whose value depends on the path). `None` otherwise: the
+        caller takes the general path through `directional_scan`."""
         if torch.jit.is_tracing() or torch.compiler.is_exporting():  # custom autograd nodes do not export
             return None
         return self._fused_forward(hidden_states, context)
@@ -339,7 +341,7 @@ class _RecurrentSublayer(nn.Module):
             return None
         keep = None if context is None else context.attention_mask
         if keep is not None and (
-            self.chunk_size != 1 or not context._cached("padding-at-ends", lambda: padding_only_at_ends(keep))
+            self.chunk_size != 1 or not context._cached("right-padded", lambda: right_padded(keep))
         ):
             return None
         split = {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]

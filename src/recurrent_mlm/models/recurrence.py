@@ -233,6 +233,12 @@ def padding_only_at_ends(attention_mask: torch.Tensor) -> bool:
     return bool(((positions >= first) & (positions < first + count) == mask).all())
 
 
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether each row's real tokens come first (padding only on the right, as BERT's tokenizers pad)."""
+    mask = attention_mask != 0
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
 def fused_sublayer_supported(length: int, chunk_size: int) -> bool:
     """The fused sublayers need whole chunks (`chunk_size` divides the length); others take the general path."""
     return length % chunk_size == 0
@@ -571,6 +577,7 @@ __all__ = [
     "gated_sublayer",
     "fused_sublayer_supported",
     "padding_only_at_ends",
+    "right_padded",
     "resolve_implementation",
     "triton_available",
 ]
