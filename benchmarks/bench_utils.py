@@ -84,23 +84,31 @@ def mlm_batches(n: int, batch_size: int, seq_len: int, vocab_size: int, device, 
     return out
 
 
-def time_call(fn: Callable[[], object], device: torch.device, repeat: int = 1) -> float:
+# "wall": elapsed time. "cpu": CPU time of this process (all its threads): on a shared machine the time a
+# process waits while other jobs hold the cores does not count, so it measures the work rather than the
+# queue (with several threads, time a thread spends spinning at a barrier for a descheduled partner still
+# counts). With one thread it is the clean measure of a model's cost on a busy machine.
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def time_call(fn: Callable[[], object], device: torch.device, repeat: int = 1, clock: str = "wall") -> float:
     """Seconds per call of `fn` over `repeat` calls (synchronising a GPU before and after)."""
+    now = CLOCKS[clock]
     synchronize(device)
-    start = time.perf_counter()
+    start = now()
     for _ in range(repeat):
         fn()
     synchronize(device)
-    return (time.perf_counter() - start) / repeat
+    return (now() - start) / repeat
 
 
 def interleaved(candidates: dict[str, Callable[[], object]], rounds: int, device, repeat: int = 1,
-                progress: str | None = None) -> dict[str, list[float]]:
+                progress: str | None = None, clock: str = "wall") -> dict[str, list[float]]:
     """Seconds per call of each candidate, one sample per candidate per round, candidates round-robin."""
     samples: dict[str, list[float]] = {name: [] for name in candidates}
     for index in range(rounds):
         for name, fn in candidates.items():
-            samples[name].append(time_call(fn, device, repeat))
+            samples[name].append(time_call(fn, device, repeat, clock))
         if progress:
             print(f"{progress}: round {index + 1}/{rounds}", file=sys.stderr, flush=True)
     return samples

@@ -100,6 +100,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's).")
     p.add_argument("--attn_implementation", default="sdpa", choices=["sdpa", "eager"], help="Attention kernel.")
     p.add_argument("--overhead_tokens", type=float, default=16.0, help="encode_unpadded's cost of one more call.")
+    p.add_argument("--clock", default="wall", choices=list(bench_utils.CLOCKS),
+                   help="wall: elapsed time; cpu: this process's CPU time (a busy machine's queueing left out).")
     p.add_argument("--note", default="", help="A sentence for the results file (e.g. how busy the machine was).")
     p.add_argument("--output", default=str(bench_utils.RESULTS / "encoding_throughput_cpu"), help="Output prefix.")
     args = p.parse_args(argv)
@@ -140,7 +142,7 @@ def main(argv=None) -> int:
         candidates[(name, "unpadded")] = run(model, modes["padded to longest"], unpadded=True)
     for fn in candidates.values():  # warm-up
         fn()
-    samples = bench_utils.interleaved(candidates, args.rounds, device, progress="encoding")
+    samples = bench_utils.interleaved(candidates, args.rounds, device, progress="encoding", clock=args.clock)
     best = {key: min(values) for key, values in samples.items()}
     reference = best[(REFERENCE, "padded to longest")]
     results = []
@@ -155,7 +157,8 @@ def main(argv=None) -> int:
     setup = {
         "size": args.size, "sentences": len(texts), "batch_size": args.batch_size, "batches": len(chunks),
         "real_tokens": real_tokens, "padded_tokens": padded_tokens, "tokenizer": tokenizer_note,
-        "attn_implementation": args.attn_implementation, "rounds": args.rounds, "malloc_tuning": tuned,
+        "attn_implementation": args.attn_implementation, "rounds": args.rounds, "clock": args.clock,
+        "malloc_tuning": tuned,
         "overhead_tokens": args.overhead_tokens, "note": args.note,
         "command": "python benchmarks/encoding_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
         **bench_utils.machine(device),
@@ -173,7 +176,8 @@ def render(results, setup, names) -> str:
         f"in {setup['batches']} batches of {setup['batch_size']} in file order ({setup['real_tokens']:,} real tokens; "
         + ", ".join(f"{m}: {100 * w:.0f}% padding" for m, w in waste.items())
         + f"), tokenizer: {setup['tokenizer']}; CPU, {setup['threads']} threads, attention {setup['attn_implementation']}; "
-        f"{setup['rounds']} interleaved rounds, minimum per candidate; torch {setup['torch']}, {setup['date']}. "
+        f"{setup['rounds']} interleaved rounds, minimum per candidate "
+        f"({'CPU time of the process' if setup['clock'] == 'cpu' else 'wall clock'}); torch {setup['torch']}, {setup['date']}. "
         f"Command: `{setup['command']}`."
     )
     if setup.get("note"):

@@ -79,6 +79,8 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="cpu", help="cpu or cuda.")
     p.add_argument("--dtype", default="fp32", choices=list(bench_utils.DTYPES), help="Autocast dtype.")
     p.add_argument("--attn_implementation", default="sdpa", choices=["sdpa", "eager"], help="Attention kernel.")
+    p.add_argument("--clock", default="wall", choices=list(bench_utils.CLOCKS),
+                   help="wall: elapsed time; cpu: this process's CPU time (a busy machine's queueing left out).")
     p.add_argument("--no_plot", action="store_true", help="Skip the PNG (matplotlib not needed).")
     p.add_argument("--note", default="", help="A sentence for the results file (e.g. who else used the machine).")
     p.add_argument("--output", default=None,
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
         for name in models:
             candidates[(name, "train")] = train(name)
             candidates[(name, "inference")] = infer(name)
-        samples = bench_utils.interleaved(candidates, args.rounds, device, progress=f"length {length}")
+        samples = bench_utils.interleaved(candidates, args.rounds, device, progress=f"length {length}", clock=args.clock)
         record = {"length": length, "batch": batch, "models": {}}
         for name in models:
             entry = {}
@@ -174,6 +176,7 @@ def main(argv=None) -> int:
         "attn_implementation": args.attn_implementation,
         "attention_dropout": 0.0,
         "rounds": args.rounds,
+        "clock": args.clock,
         "malloc_tuning": tuned,
         "parameters": parameters,
         "note": args.note,
@@ -196,7 +199,7 @@ def render(records, summary, setup, names) -> str:
         + f"), {setup['tokens_per_batch']} tokens per batch, vocab {setup['vocab_size']}, {setup['device']} "
         f"{setup['dtype']}" + (f", {setup['threads']} threads" if setup["device"] == "cpu" else f", {setup.get('gpu')}")
         + f", attention {setup['attn_implementation']} (attention dropout 0); {setup['rounds']} interleaved rounds "
-        f"per length, minimum per model; torch {setup['torch']}, {setup['date']}. Command: `{setup['command']}`."
+        f"per length, minimum per model ({'CPU time of the process' if setup['clock'] == 'cpu' else 'wall clock'}); torch {setup['torch']}, {setup['date']}. Command: `{setup['command']}`."
     )
     if setup.get("note"):
         head += f" {setup['note']}"

@@ -96,14 +96,14 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab_size: int, device,
 
 
 class Trainer(bench_utils.Trainer):
-    def timed(self, batches) -> float:
+    def timed(self, batches, clock: str = "wall") -> float:
         """Seconds per step over `batches`."""
-        bench_utils.synchronize(self.device)
-        start = time.perf_counter()
-        for ids, labels in batches:
-            self.step(ids, labels)
-        bench_utils.synchronize(self.device)
-        return (time.perf_counter() - start) / len(batches)
+
+        def run():
+            for ids, labels in batches:
+                self.step(ids, labels)
+
+        return bench_utils.time_call(run, self.device, clock=clock) / len(batches)
 
 
 def profile(trainer: Trainer, batches, top: int = 25) -> str:
@@ -136,6 +136,8 @@ def main(argv=None) -> int:
     p.add_argument("--statistic", default="min", choices=["min", "median"], help="Which round's step time the ratios use.")
     p.add_argument("--no_reference", action="store_true",
                    help="Leave out transformers.BertForMaskedLM and the dense-head row (ratios to our bert only).")
+    p.add_argument("--clock", default="wall", choices=list(bench_utils.CLOCKS),
+                   help="wall: elapsed time; cpu: this process's CPU time (a busy machine's queueing left out).")
     p.add_argument("--with_unfused", action="store_true",
                    help="Also time each recurrent variant with its fused sublayers switched off.")
     p.add_argument("--note", default="", help="A sentence for the results file (e.g. how busy the machine was).")
@@ -174,7 +176,7 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for round_index in range(args.rounds):
         for name, trainer in trainers.items():
-            times[name].append(trainer.timed(batches))
+            times[name].append(trainer.timed(batches, args.clock))
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     tokens = args.batch_size * args.seq_len
@@ -211,6 +213,7 @@ def main(argv=None) -> int:
         "attn_implementation": args.attn_implementation,
         "rounds": args.rounds,
         "statistic": args.statistic,
+        "clock": args.clock,
         "steps_per_round": args.steps,
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
@@ -237,7 +240,8 @@ def render(records, setup) -> str:
         + (f", {setup['threads']} threads" if setup["threads"] else "")
         + (", glibc allocator tuning on" if setup.get("malloc_tuning") else "")
         + f", attention {setup['attn_implementation']}; {setup['rounds']} interleaved rounds of "
-        f"{setup['steps_per_round']} steps, ratios from the {setup['statistic']} step time of each model "
+        f"{setup['steps_per_round']} steps, ratios from the {setup['statistic']} step time of each model"
+        + (" (CPU time of the process)" if setup.get("clock") == "cpu" else " (wall clock)") + " "
         f"(torch {setup['torch']}, {setup['date']})."
         + (f" Command: `{setup['command']}`." if setup.get("command") else "")
         + (f" {setup['note']}" if setup.get("note") else "")
