@@ -24,13 +24,11 @@ import platform
 import statistics
 import sys
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
-_ROOT = Path(__file__).resolve().parents[1]
-if (_ROOT / "src" / "recurrent_mlm").is_dir():
-    sys.path.insert(0, str(_ROOT / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_utils  # noqa: E402  (puts this checkout's src/ first on the path)
 import torch  # noqa: E402
 
 BASELINE = "bert"  # ours: BERT layers + the sparse MLM head
@@ -38,7 +36,17 @@ REFERENCE = "transformers.BertForMaskedLM"
 DENSE = "bert (dense MLM head)"  # ours with sparse_prediction=False: isolates what the sparse head buys
 
 
-def build_models(size: str, vocab_size: int, attn: str, variants: list[str]):
+def unfused(model):
+    """The same model with the fused recurrent sublayers switched off (the general path: flips, concatenated
+    directions, autograd through the gate), to measure what the fusion buys in the same run."""
+    for module in model.modules():
+        if hasattr(module, "fused_forward"):
+            module.fused_forward = lambda *args, **kwargs: None
+    return model
+
+
+def build_models(size: str, vocab_size: int, attn: str, variants: list[str], reference: bool = True,
+                 with_unfused: bool = False):
     """(name, model or None, note) for each model, in table order."""
     from transformers import BertConfig, BertForMaskedLM
 
@@ -55,15 +63,19 @@ def build_models(size: str, vocab_size: int, attn: str, variants: list[str]):
         intermediate_size=shape.intermediate_size,
         attn_implementation=attn,
     )
-    rows.append((REFERENCE, BertForMaskedLM(bert_config), ""))
+    if reference:
+        rows.append((REFERENCE, BertForMaskedLM(bert_config), ""))
     for name in variants:
         try:
             config = preset_config(size, name, vocab_size=vocab_size)
             config._attn_implementation = attn
             rows.append((name, RecurrentMLMForMaskedLM(config), ""))
+            if with_unfused and config.recurrence is not None:
+                torch.manual_seed(0)
+                rows.append((f"{name} (unfused)", unfused(RecurrentMLMForMaskedLM(config)), ""))
         except (ValueError, NotImplementedError) as err:
             rows.append((name, None, f"not built: {str(err).splitlines()[0]}"))
-        if name == BASELINE:
+        if name == BASELINE and reference:
             config = preset_config(size, name, vocab_size=vocab_size, sparse_prediction=False)
             config._attn_implementation = attn
             rows.append((DENSE, RecurrentMLMForMaskedLM(config), ""))
@@ -83,34 +95,15 @@ def make_batches(n: int, batch_size: int, seq_len: int, vocab_size: int, device,
     return batches
 
 
-class Trainer:
-    def __init__(self, model, device, dtype):
-        from recurrent_mlm.optim import build_optimizer
-
-        self.model = model.to(device).train()
-        self.optimizer = build_optimizer(self.model, 1e-4)
-        self.device = device
-        self.autocast = (
-            torch.autocast(device_type=device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
-        )
-
-    def step(self, ids, labels):
-        with self.autocast:
-            loss = self.model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-
-    def timed(self, batches) -> float:
+class Trainer(bench_utils.Trainer):
+    def timed(self, batches, clock: str = "wall") -> float:
         """Seconds per step over `batches`."""
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        for ids, labels in batches:
-            self.step(ids, labels)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - start) / len(batches)
+
+        def run():
+            for ids, labels in batches:
+                self.step(ids, labels)
+
+        return bench_utils.time_call(run, self.device, clock=clock) / len(batches)
 
 
 def profile(trainer: Trainer, batches, top: int = 25) -> str:
@@ -141,6 +134,13 @@ def main(argv=None) -> int:
     p.add_argument("--attn_implementation", default="sdpa", choices=["sdpa", "eager"], help="Attention kernel for all models.")
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), help="Variants to time (default: all).")
     p.add_argument("--statistic", default="min", choices=["min", "median"], help="Which round's step time the ratios use.")
+    p.add_argument("--no_reference", action="store_true",
+                   help="Leave out transformers.BertForMaskedLM and the dense-head row (ratios to our bert only).")
+    p.add_argument("--clock", default="wall", choices=list(bench_utils.CLOCKS),
+                   help="wall: elapsed time; cpu: this process's CPU time (a busy machine's queueing left out).")
+    p.add_argument("--with_unfused", action="store_true",
+                   help="Also time each recurrent variant with its fused sublayers switched off.")
+    p.add_argument("--note", default="", help="A sentence for the results file (e.g. how busy the machine was).")
     p.add_argument("--profile", metavar="MODEL", help="Instead of the table, profile one model (a variant name or 'reference').")
     p.add_argument("--output", default=str(Path(__file__).resolve().parent / "results" / "pretraining_throughput"), help="Output path prefix (.md and .json are added).")
     args = p.parse_args(argv)
@@ -154,7 +154,8 @@ def main(argv=None) -> int:
     device = torch.device(args.device)
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     torch.manual_seed(0)
-    rows = build_models(args.size, args.vocab_size, args.attn_implementation, args.variants)
+    rows = build_models(args.size, args.vocab_size, args.attn_implementation, args.variants, not args.no_reference,
+                        args.with_unfused)
     batches = make_batches(args.steps, args.batch_size, args.seq_len, args.vocab_size, device)
 
     if args.profile:
@@ -175,14 +176,14 @@ def main(argv=None) -> int:
     times: dict[str, list[float]] = {name: [] for name in trainers}
     for round_index in range(args.rounds):
         for name, trainer in trainers.items():
-            times[name].append(trainer.timed(batches))
+            times[name].append(trainer.timed(batches, args.clock))
         print(f"round {round_index + 1}/{args.rounds} done", file=sys.stderr, flush=True)
 
     tokens = args.batch_size * args.seq_len
     median = {name: statistics.median(values) for name, values in times.items()}
     spread = {name: (min(values), max(values)) for name, values in times.items()}
     chosen = {name: (min(values) if args.statistic == "min" else statistics.median(values)) for name, values in times.items()}
-    base, ref = chosen[BASELINE], chosen[REFERENCE]
+    base, ref = chosen[BASELINE], chosen.get(REFERENCE)
     records = []
     for name, model, note in rows:
         record = {"model": name, "note": note}
@@ -194,7 +195,7 @@ def main(argv=None) -> int:
                 step_ms_min=1000 * spread[name][0],
                 step_ms_max=1000 * spread[name][1],
                 tokens_per_second=tokens / chosen[name],
-                speed_vs_reference=ref / chosen[name],
+                speed_vs_reference=None if ref is None else ref / chosen[name],
                 step_time_vs_baseline=chosen[name] / base,
                 step_seconds_per_round=times[name],
             )
@@ -212,12 +213,15 @@ def main(argv=None) -> int:
         "attn_implementation": args.attn_implementation,
         "rounds": args.rounds,
         "statistic": args.statistic,
+        "clock": args.clock,
         "steps_per_round": args.steps,
         "torch": torch.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%d %H:%M"),
+        "command": "python benchmarks/pretraining_throughput.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "note": args.note,
     }
     table = render(records, setup)
     print(table)
@@ -236,8 +240,11 @@ def render(records, setup) -> str:
         + (f", {setup['threads']} threads" if setup["threads"] else "")
         + (", glibc allocator tuning on" if setup.get("malloc_tuning") else "")
         + f", attention {setup['attn_implementation']}; {setup['rounds']} interleaved rounds of "
-        f"{setup['steps_per_round']} steps, ratios from the {setup['statistic']} step time of each model "
+        f"{setup['steps_per_round']} steps, ratios from the {setup['statistic']} step time of each model"
+        + (" (CPU time of the process)" if setup.get("clock") == "cpu" else " (wall clock)") + " "
         f"(torch {setup['torch']}, {setup['date']})."
+        + (f" Command: `{setup['command']}`." if setup.get("command") else "")
+        + (f" {setup['note']}" if setup.get("note") else "")
     )
     lines = [
         head,
@@ -252,7 +259,9 @@ def render(records, setup) -> str:
         lines.append(
             f"| {r['model']} | {r['parameters'] / 1e6:.2f}M | {r['step_ms']:.0f} "
             f"| {r['step_ms_median']:.0f} [{r['step_ms_min']:.0f}-{r['step_ms_max']:.0f}] "
-            f"| {r['tokens_per_second']:,.0f} | {r['speed_vs_reference']:.2f}x | {r['step_time_vs_baseline']:.2f}x |"
+            f"| {r['tokens_per_second']:,.0f} | "
+            + ("-" if r["speed_vs_reference"] is None else f"{r['speed_vs_reference']:.2f}x")
+            + f" | {r['step_time_vs_baseline']:.2f}x |"
         )
     return "\n".join(lines)
 

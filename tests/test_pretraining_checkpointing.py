@@ -97,7 +97,7 @@ def test_save_load_rotate(accelerator, tiny_config, tmp_path):
     model, optimizer = accelerator.prepare(model, optimizer)
     manager = CheckpointManager(accelerator, tmp_path, total_limit=2)
     for step in (1, 2, 3):
-        manager.save(step, model=model, optimizer=optimizer, scheduler=scheduler, tokenizer=tokenizer, trainer_state={"global_step": step})
+        manager.save(step, model=model, optimizer=optimizer, scheduler=scheduler, tokenizer=tokenizer, trainer_state={"global_step": step, "epoch": 0, "batches_in_epoch": step, "per_device_train_batch_size": 2})
     assert [s for s, _ in list_checkpoints(tmp_path)] == [2, 3]
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoint-3"
     files = {p.name for p in (tmp_path / "checkpoint-3").iterdir()}

@@ -210,3 +210,127 @@ def test_auto_uses_triton_only_on_cuda():
 
     assert resolve_implementation("auto", torch.zeros(1)) == "fast"
     assert resolve_implementation("naive", torch.zeros(1)) == "naive"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Fused sublayers (everything between the input and output projections) against their references.
+# ---------------------------------------------------------------------------------------------------------
+def _close_to_float64(got: torch.Tensor, reference: torch.Tensor) -> None:
+    """float64: the same formula to 1e-10; float32: errors within 1e-4 of the reference's largest magnitude
+    (room for any summation order, none for a wrong formula)."""
+    if got.dtype == torch.float64:
+        torch.testing.assert_close(got, reference, rtol=1e-10, atol=1e-10)
+    else:
+        scale = reference.abs().max().item() if reference.numel() else 0.0
+        torch.testing.assert_close(got.double(), reference, rtol=1e-4, atol=1e-4 * scale + 1e-30)
+
+
+# Lengths on both sides of the blocked-scan threshold (48) in chain steps (length / chunk).
+SUBLAYER_SHAPES = [(2, 1, 4), (2, 6, 6), (3, 48, 10), (1, 150, 6)]
+DIRECTIONS = [("forward", torch.float64), ("backward", torch.float64), ("bidirectional", torch.float64),
+              ("bidirectional", torch.float32)]
+
+
+@pytest.mark.parametrize(("split", "dtype"), DIRECTIONS, ids=lambda v: str(v).replace("torch.float", "f"))
+@pytest.mark.parametrize("chunk", [1, 2, 3], ids=lambda k: f"k{k}")
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+@pytest.mark.parametrize("shape", SUBLAYER_SHAPES, ids=_shape_id)
+def test_fused_sublayer_matches_reference(shape, recurrence, chunk, split, dtype):
+    from recurrent_mlm.models.recurrence import fused_sublayer_supported, gated_sublayer, simple_sublayer
+    from recurrent_mlm.models.recurrence_naive import gated_sublayer_naive, simple_sublayer_naive
+
+    batch, length, width = shape
+    if not fused_sublayer_supported(length, chunk):
+        pytest.skip("the chunk does not divide the length: the general path runs")
+    split_at = {"forward": width, "backward": 0, "bidirectional": width // 2}[split]
+    projections = torch.randn(batch, length, 2 * width, dtype=dtype, requires_grad=True)
+    state_bias = torch.randn(width, dtype=dtype, requires_grad=True)
+    other_bias = torch.randn(width, dtype=dtype, requires_grad=True)
+    inputs = (projections, state_bias, other_bias)
+    fused_fn, reference_fn = {
+        "simple": (simple_sublayer, simple_sublayer_naive),
+        "gated": (gated_sublayer, gated_sublayer_naive),
+    }[recurrence]
+    grad_out = torch.randn(batch, length, width, dtype=dtype)
+    # The reference in float64 whatever the tested dtype: the fused path must match the definition.
+    reference_inputs = tuple(t.detach().double().requires_grad_() for t in inputs)
+    reference = reference_fn(*reference_inputs, chunk, split_at)
+    reference_grads = torch.autograd.grad(reference, reference_inputs, grad_out.double())
+    fused = fused_fn(*inputs, chunk, split_at)
+    fused_grads = torch.autograd.grad(fused, inputs, grad_out)
+    assert fused.dtype == dtype
+    _close_to_float64(fused, reference)
+    for got, want in zip(fused_grads, reference_grads):
+        _close_to_float64(got, want)
+
+
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+def test_fused_sublayer_bf16_matches_float32(recurrence):
+    from recurrent_mlm.models.recurrence import gated_sublayer, simple_sublayer
+
+    fn = simple_sublayer if recurrence == "simple" else gated_sublayer
+    projections = torch.randn(2, 40, 12)
+    bias_a, bias_b = torch.randn(6), torch.randn(6)
+    exact = fn(projections, bias_a, bias_b, 1, 3)
+    low = projections.bfloat16().requires_grad_()
+    out = fn(low, bias_a.bfloat16(), bias_b.bfloat16(), 1, 3)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), exact, rtol=0.05, atol=0.05)
+    out.backward(torch.randn_like(out))
+    assert low.grad.dtype == torch.bfloat16 and torch.isfinite(low.grad.float()).all()
+
+
+def test_fused_sublayer_gradcheck():
+    from recurrent_mlm.models.recurrence import gated_sublayer, simple_sublayer
+
+    p = torch.randn(2, 12, 6, dtype=torch.float64, requires_grad=True)
+    a = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *t: simple_sublayer(*t, 2, 1), (p, a, b))
+    assert torch.autograd.gradcheck(lambda *t: gated_sublayer(*t, 3, 2), (p, a, b))
+
+
+@pytest.mark.parametrize("split", ["forward", "backward", "bidirectional"])
+@pytest.mark.parametrize("recurrence", ["simple", "gated"])
+def test_fused_sublayer_with_padding_matches_each_row_alone(recurrence, split):
+    """With a padding mask (padding at the ends of rows), each row's real tokens get the outputs and
+    gradients of the reference run on that row alone; padding gets no gradient through the scan."""
+    from recurrent_mlm.models.recurrence import gated_sublayer, padding_only_at_ends, right_padded, simple_sublayer
+    from recurrent_mlm.models.recurrence_naive import gated_sublayer_naive, simple_sublayer_naive
+
+    fused_fn, reference_fn = {
+        "simple": (simple_sublayer, simple_sublayer_naive),
+        "gated": (gated_sublayer, gated_sublayer_naive),
+    }[recurrence]
+    batch, length, width = 4, 60, 6
+    split_at = {"forward": width, "backward": 0, "bidirectional": width // 2}[split]
+    keep = torch.ones(batch, length, dtype=torch.long)
+    keep[0, 50:] = 0  # right padding
+    keep[1, :7] = 0  # left padding
+    keep[2, :3] = 0  # both ends
+    keep[2, 40:] = 0
+    assert padding_only_at_ends(keep) and not padding_only_at_ends(torch.tensor([[1, 0, 1]]))
+    assert right_padded(torch.tensor([[1, 1, 0], [1, 0, 0], [0, 0, 0]])) and not right_padded(keep)
+    projections = torch.randn(batch, length, 2 * width, dtype=torch.float64, requires_grad=True)
+    biases = [torch.randn(width, dtype=torch.float64, requires_grad=True) for _ in range(2)]
+    cotangent = torch.randn(batch, length, width, dtype=torch.float64) * keep[..., None]
+    fused = fused_fn(projections, *biases, 1, split_at, keep=keep)
+    grads = torch.autograd.grad(fused, [projections, *biases], cotangent)
+    expected = torch.zeros_like(fused)
+    expected_grads = [torch.zeros_like(t) for t in (projections, *biases)]
+    for row in range(batch):
+        real = keep[row].nonzero().flatten()
+        leaves = [projections[row : row + 1, real].detach().requires_grad_(), *(b.detach().requires_grad_() for b in biases)]
+        out = reference_fn(*leaves, 1, split_at)
+        row_grads = torch.autograd.grad(out, leaves, cotangent[row : row + 1, real])
+        expected[row, real] = out[0].detach()
+        expected_grads[0][row, real] = row_grads[0][0]
+        expected_grads[1] += row_grads[1]
+        expected_grads[2] += row_grads[2]
+    real = keep.bool()
+    torch.testing.assert_close(fused[real], expected[real], rtol=1e-10, atol=1e-10)
+    grad_x, expected_x = grads[0][..., :width], expected_grads[0][..., :width]
+    torch.testing.assert_close(grad_x, expected_x, rtol=1e-10, atol=1e-10)  # zero at padding
+    for got, want in zip(grads[1:], expected_grads[1:]):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(grads[0][..., width:][real], expected_grads[0][..., width:][real], rtol=1e-10, atol=1e-10)

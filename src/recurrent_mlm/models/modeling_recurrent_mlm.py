@@ -44,6 +44,7 @@ from transformers.modeling_outputs import (
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import logging
 
+from .recurrence import fused_sublayer_supported, gated_sublayer, right_padded, simple_sublayer
 from .configuration_recurrent_mlm import RecurrentMLMConfig
 from .recurrence import capturing_graph, exporting, gated_recurrence, resolve_implementation, simple_recurrence
 
@@ -340,6 +341,36 @@ class _RecurrentSublayer(nn.Module):
     def scan(self, *inputs: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def fused_forward(self, hidden_states: torch.Tensor, context: SequenceContext | None) -> torch.Tensor | None:
+        """The sublayer from its input projection to its output projection as one autograd node
+        (`simple_sublayer` / `gated_sublayer` in recurrence.py) when that applies: the fast implementation, whole
+        chunks, and no padding or, with chunk size 1, right padding (masked instead of moved: every output that
+        reads real tokens only is the general path's; left padding is left to the general path because a `cls`
+        pooler would read a padding position there, whose value depends on the path). `None` otherwise: the
+        caller takes the general path through `directional_scan`."""
+        if torch.jit.is_tracing() or torch.compiler.is_exporting():  # custom autograd nodes do not export
+            return None
+        return self._fused_forward(hidden_states, context)
+
+    # Outside graph capture (one graph break, as the scans have anyway): the choice looks at the mask's
+    # values, and torch.compile then takes the path eager mode takes, with the same outputs at padding too.
+    @torch.compiler.disable
+    def _fused_forward(self, hidden_states: torch.Tensor, context: SequenceContext | None) -> torch.Tensor | None:
+        if resolve_implementation(self.implementation, hidden_states) != "fast":
+            return None
+        if not fused_sublayer_supported(hidden_states.shape[1], self.chunk_size):
+            return None
+        keep = None if context is None else context.attention_mask
+        if keep is not None and (
+            self.chunk_size != 1 or not context._cached("right-padded", lambda: right_padded(keep))
+        ):
+            return None
+        split = {"forward": self.hidden_size, "backward": 0, "bidirectional": self.hidden_size // 2}[self.direction]
+        return self.fused(self.in_proj(hidden_states), split, keep)
+
     def directional_scan(self, inputs: list[torch.Tensor], context: SequenceContext | None) -> torch.Tensor:
         """Run `scan` over `inputs` (each `(batch, seq, d)`, float32) in the configured direction(s)."""
         implementation = resolve_implementation(self.implementation, inputs[0])
@@ -376,7 +407,13 @@ class RecurrentMLMSimpleRecurrence(_RecurrentSublayer):
     def scan(self, x1: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         return simple_recurrence(x1, self.chunk_size, implementation, split)
 
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        return simple_sublayer(projections, self.state_bias, self.gate_bias, self.chunk_size, split, keep=keep)
+
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
+        fused = self.fused_forward(hidden_states, context)
+        if fused is not None:
+            return fused
         x1, x2 = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)  # (batch, seq, d) each
         # The state is kept in float32 (float64 in a float64 model) whatever the autocast dtype.
         c = self.directional_scan([_full(x1)], context)
@@ -396,7 +433,13 @@ class RecurrentMLMGatedRecurrence(_RecurrentSublayer):
     def scan(self, z: torch.Tensor, f: torch.Tensor, implementation: str, split: int | None = None) -> torch.Tensor:
         return gated_recurrence(z, f, self.chunk_size, implementation, split)
 
+    def fused(self, projections: torch.Tensor, split: int, keep: torch.Tensor | None) -> torch.Tensor:
+        return gated_sublayer(projections, self.state_bias, self.forget_bias, self.chunk_size, split, keep=keep)
+
     def forward(self, hidden_states: torch.Tensor, context: SequenceContext | None = None) -> torch.Tensor:
+        fused = self.fused_forward(hidden_states, context)
+        if fused is not None:
+            return fused
         z, f_logits = self.in_proj(hidden_states).split(self.hidden_size, dim=-1)
         f = torch.sigmoid(_full(f_logits) + _full(self.forget_bias))
         c = self.directional_scan([_full(z), f], context)

@@ -33,7 +33,12 @@ import warnings
 import torch
 import torch.nn.functional as F
 
-from .recurrence_naive import gated_recurrence_naive, simple_recurrence_naive
+from .recurrence_naive import (
+    gated_recurrence_naive,
+    gated_sublayer_naive,
+    simple_recurrence_naive,
+    simple_sublayer_naive,
+)
 
 # Below this many steps a plain loop is cheaper than the two-level blocked scan.
 _BLOCKED_SCAN_MIN_STEPS = 48
@@ -184,6 +189,294 @@ class GatedRecurrenceFunction(torch.autograd.Function):
         return grad_z, grad_f, None
 
 
+# ----------------------------------------------------------------------------------------------------------
+# Fused sublayers: everything between a sublayer's input projection and its output projection in one
+# autograd function, both directions without flipping, and the simple recurrence in its difference form.
+# ----------------------------------------------------------------------------------------------------------
+def _state_dtype(t: torch.Tensor) -> torch.dtype:
+    """float32 for the low-precision dtypes of autocast, float64 stays float64 (the tests' reference)."""
+    return torch.promote_types(t.dtype, torch.float32)
+
+
+def _direction_parts(width: int, split: int | None) -> list[tuple[slice, bool]]:
+    """`(channel slice, reverse)` pairs: channels `[:split]` read left to right, the rest right to left."""
+    split = width if split is None else split
+    parts = []
+    if split > 0:
+        parts.append((slice(0, split), False))
+    if split < width:
+        parts.append((slice(split, width), True))
+    return parts
+
+
+def _chains(t: torch.Tensor, lag: int) -> torch.Tensor:
+    """`(rows, L, w)` -> `(rows, L/lag, lag, w)` view (`lag` divides `L`): step `j` of the lag-1 recurrence
+    over chunks is one slice, whatever the channel stride (no copy, unlike `_lagged`)."""
+    return t.unflatten(1, (t.shape[1] // lag, lag))
+
+
+def _keep_mask(keep: torch.Tensor | None, lag: int, like: torch.Tensor) -> torch.Tensor | None:
+    """`(batch, L)` mask of real tokens -> `(batch, L, 1)` multiplier in the state dtype."""
+    if keep is None:
+        return None
+    if lag != 1:
+        raise ValueError("the fused sublayers take padding masks only with chunk_size 1")
+    return keep.to(like.dtype).unsqueeze(-1)
+
+
+def padding_only_at_ends(attention_mask: torch.Tensor) -> bool:
+    """Whether each row's real tokens are one contiguous run (padding on the left and/or right only)."""
+    mask = attention_mask != 0
+    positions = torch.arange(mask.shape[1], device=mask.device)
+    first = torch.where(mask, positions, mask.shape[1]).amin(dim=1, keepdim=True)
+    count = mask.sum(dim=1, keepdim=True)
+    return bool(((positions >= first) & (positions < first + count) == mask).all())
+
+
+def right_padded(attention_mask: torch.Tensor) -> bool:
+    """Whether each row's real tokens come first (padding only on the right, as BERT's tokenizers pad)."""
+    mask = attention_mask != 0
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def fused_sublayer_supported(length: int, chunk_size: int) -> bool:
+    """The fused sublayers need whole chunks (`chunk_size` divides the length); others take the general path."""
+    return length % chunk_size == 0
+
+
+def _simple_scan_difference_(x: torch.Tensor, diff: torch.Tensor, state: torch.Tensor, reverse: bool) -> None:
+    """Simple recurrence over chain views `(rows, n, lag, w)`, in its difference form.
+
+    With ``D_t = c_{t-k} - x_t`` the recurrence reads ``D_{t+k} = silu(D_t) + (x_t - x_{t+k})``: the
+    differences are computed for all steps at once, leaving two ops per step (``c_t = silu(D_t) + x_t``
+    directly needs three). ``D`` (kept for the backward pass) is written to `diff`, ``c`` to `state`;
+    ``c_t = D_{t+k} + x_{t+k}``, except at the last step. `reverse` reads right to left.
+    """
+    if reverse:  # step j depends on step j + 1
+        torch.neg(x[:, -1], out=diff[:, -1])
+        torch.sub(x[:, 1:], x[:, :-1], out=diff[:, :-1])
+        steps = diff.unbind(1)
+        for j in range(len(steps) - 2, -1, -1):
+            steps[j].add_(F.silu(steps[j + 1]))
+        torch.add(diff[:, :-1], x[:, :-1], out=state[:, 1:])
+        torch.add(F.silu(diff[:, 0]), x[:, 0], out=state[:, 0])
+    else:
+        torch.neg(x[:, 0], out=diff[:, 0])
+        torch.sub(x[:, :-1], x[:, 1:], out=diff[:, 1:])
+        steps = diff.unbind(1)
+        for j in range(1, len(steps)):
+            steps[j].add_(F.silu(steps[j - 1]))
+        torch.add(diff[:, 1:], x[:, 1:], out=state[:, :-1])
+        torch.add(F.silu(diff[:, -1]), x[:, -1], out=state[:, -1])
+
+
+class SimpleSublayerFunction(torch.autograd.Function):
+    """``(C + b_c) * sigmoid(X2 + b_s)`` from the projections ``[X1, X2]`` `(batch, L, 2d)`, ``C`` the simple
+    recurrence of ``X1`` (channels `[:split]` left to right, the rest right to left), in float32.
+
+    Reference: `simple_sublayer_naive`. Each direction runs in its own time order on its own contiguous
+    buffers (no flipped or concatenated copies of the input; the scans are several times slower on strided
+    views); the forward pass saves ``D`` (see `_simple_scan_difference_`), ``C + b_c`` and the gate, and the
+    backward pass solves the adjoint ``G_t = g_t + silu'(D_{t+k}) G_{t+k}`` with the blocked scan, writing
+    the projections' gradient in place.
+    """
+
+    @staticmethod
+    def forward(ctx, projections, state_bias, gate_bias, lag: int, split: int | None, keep=None):
+        batch, length, width = projections.shape[0], projections.shape[1], projections.shape[2] // 2
+        p = projections.to(_state_dtype(projections))  # (batch, L, 2d); no copy for float32
+        x, gate_logits = p[..., :width], p[..., width:]
+        keep = _keep_mask(keep, lag, p)
+        out = torch.empty(batch, length, width, dtype=projections.dtype, device=p.device)
+        saved = []
+        for part, reverse in _direction_parts(width, split):
+            diff = p.new_empty((batch, length, part.stop - part.start))  # D_t = c_{t-k} - x_t
+            state = torch.empty_like(diff)  # C, then C + b_c
+            inputs = x[..., part] if keep is None else x[..., part] * keep  # padding: x = 0 keeps c = 0
+            if length:
+                _simple_scan_difference_(_chains(inputs, lag), _chains(diff, lag), _chains(state, lag), reverse)
+            state.add_(state_bias[part])
+            gate = torch.add(gate_logits[..., part], gate_bias[part]).sigmoid_()
+            torch.mul(state, gate, out=out[..., part])
+            saved += [diff, state, gate]
+        ctx.lag, ctx.split, ctx.dtype, ctx.keep = lag, split, projections.dtype, keep
+        ctx.bias_dtypes = (state_bias.dtype, gate_bias.dtype)
+        ctx.save_for_backward(*saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        saved = ctx.saved_tensors
+        lag = ctx.lag
+        batch, length = grad_out.shape[:2]
+        width = grad_out.shape[2]
+        dtype = saved[0].dtype
+        g = grad_out.to(dtype)
+        grad_p = g.new_empty((batch, length, 2 * width))
+        grad_x, grad_gate = grad_p[..., :width], grad_p[..., width:]
+        grad_state_bias, grad_gate_bias = g.new_empty(width), g.new_empty(width)
+        one = g.new_ones(())
+        for i, (part, reverse) in enumerate(_direction_parts(width, ctx.split)):
+            diff, state, gate = saved[3 * i : 3 * i + 3]
+            adjoint = g[..., part] * gate  # dL/dC (contiguous, ours): scanned in place into G
+            torch.sum(adjoint, (0, 1), out=grad_state_bias[part])
+            torch.ops.aten.sigmoid_backward.grad_input(g[..., part] * state, gate, grad_input=grad_gate[..., part])
+            torch.sum(grad_gate[..., part], (0, 1), out=grad_gate_bias[part])
+            # silu'(D_t) = dc_t/dc_{t-k}. Right-to-left channels keep theirs `lag` steps later, so that the
+            # coefficient view `slope[:, :L]` holds at t what the scan needs there: silu'(D_{t-k}) for the
+            # forward scan of a right-to-left chain; a left-to-right chain's reverse scan reads one step ahead.
+            extra = lag if reverse else 0
+            slope = diff.new_empty((batch, length + extra, diff.shape[2]))
+            own = slope[:, extra:]
+            torch.ops.aten.silu_backward.grad_input(one.expand_as(own), diff, grad_input=own)
+            if reverse:
+                slope[:, :extra].zero_()
+            if length:
+                scan = linear_scan_ if reverse else reverse_linear_scan_
+                scan(_chains(adjoint, lag), _chains(slope[:, :length], lag))
+            # dc_t/dx_t = 1 - silu'(D_t)
+            torch.addcmul(adjoint, adjoint, own, value=-1, out=grad_x[..., part])
+            if ctx.keep is not None:
+                grad_x[..., part].mul_(ctx.keep)
+        return (
+            grad_p.to(ctx.dtype),
+            grad_state_bias.to(ctx.bias_dtypes[0]),
+            grad_gate_bias.to(ctx.bias_dtypes[1]),
+            None,
+            None,
+            None,
+        )
+
+
+class GatedSublayerFunction(torch.autograd.Function):
+    """``C + b_c`` from the projections ``[Z, F]`` `(batch, L, 2d)`: ``f = sigmoid(F + b_f)``,
+    ``c_t = f_t c_{t-k} + (1 - f_t) z_t`` (channels `[:split]` left to right, the rest right to left).
+
+    Reference: `gated_sublayer_naive`. Forward and backward are blocked scans on contiguous per-direction
+    buffers; the forget gates of right-to-left channels are stored `lag` steps later so that the same
+    coefficient view serves the scans of both passes (see `SimpleSublayerFunction.backward`).
+    """
+
+    @staticmethod
+    def forward(ctx, projections, state_bias, forget_bias, lag: int, split: int | None, keep=None):
+        batch, length, width = projections.shape[0], projections.shape[1], projections.shape[2] // 2
+        p = projections.to(_state_dtype(projections))
+        z, f_logits = p[..., :width], p[..., width:]
+        keep = _keep_mask(keep, lag, p)
+        out = torch.empty(batch, length, width, dtype=projections.dtype, device=p.device)
+        saved = [p]
+        for part, reverse in _direction_parts(width, split):
+            extra = lag if reverse else 0
+            forget = p.new_empty((batch, length + extra, part.stop - part.start))
+            own = forget[:, extra:]
+            torch.add(f_logits[..., part], forget_bias[part], out=own).sigmoid_()
+            if reverse:
+                forget[:, :extra].zero_()
+            state = torch.addcmul(z[..., part], own, z[..., part], value=-1)  # (1 - f_t) z_t, scanned into c
+            if keep is not None:
+                state.mul_(keep)  # padding: z = 0 keeps c = 0
+            if length:
+                # left to right: c_t = f_t c_{t-k} + b_t; right to left: c_t = f_t c_{t+k} + b_t, whose
+                # coefficient the reverse scan reads at t + k, where `forget` keeps it.
+                scan = reverse_linear_scan_ if reverse else linear_scan_
+                scan(_chains(state, lag), _chains(forget[:, :length], lag))
+            torch.add(state, state_bias[part], out=out[..., part])
+            saved += [forget, state]
+        ctx.lag, ctx.split, ctx.dtype, ctx.keep = lag, split, projections.dtype, keep
+        ctx.bias_dtypes = (state_bias.dtype, forget_bias.dtype)
+        ctx.save_for_backward(*saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        p, *saved = ctx.saved_tensors
+        lag = ctx.lag
+        batch, length, width = grad_out.shape
+        z = p[..., :width]
+        grad_p = p.new_empty((batch, length, 2 * width))
+        grad_z, grad_f = grad_p[..., :width], grad_p[..., width:]
+        grad_state_bias, grad_forget_bias = p.new_empty(width), p.new_empty(width)
+        for i, (part, reverse) in enumerate(_direction_parts(width, ctx.split)):
+            forget, state = saved[2 * i : 2 * i + 2]
+            extra = lag if reverse else 0
+            own = forget[:, extra:]
+            adjoint = torch.empty_like(state)  # dL/dc (ours, contiguous): scanned in place into G
+            adjoint.copy_(grad_out[..., part])
+            torch.sum(adjoint, (0, 1), out=grad_state_bias[part])
+            if length:
+                scan = linear_scan_ if reverse else reverse_linear_scan_
+                scan(_chains(adjoint, lag), _chains(forget[:, :length], lag))
+            torch.addcmul(adjoint, adjoint, own, value=-1, out=grad_z[..., part])  # dc_t/dz_t = 1 - f_t
+            # dc_t/df_t = c_prev - z_t, with c_prev = c_{t-k} (c_{t+k} right to left), 0 before the start
+            slope = torch.neg(z[..., part])
+            if ctx.keep is not None:  # padding entered as z = 0
+                grad_z[..., part].mul_(ctx.keep)
+                slope.mul_(ctx.keep)
+            if reverse:
+                slope[:, : length - lag].add_(state[:, lag:])
+            else:
+                slope[:, lag:].add_(state[:, : max(length - lag, 0)])
+            slope.mul_(adjoint)
+            torch.ops.aten.sigmoid_backward.grad_input(slope, own, grad_input=grad_f[..., part])
+            torch.sum(grad_f[..., part], (0, 1), out=grad_forget_bias[part])
+        return (
+            grad_p.to(ctx.dtype),
+            grad_state_bias.to(ctx.bias_dtypes[0]),
+            grad_forget_bias.to(ctx.bias_dtypes[1]),
+            None,
+            None,
+            None,
+        )
+
+
+@torch.compiler.disable
+def simple_sublayer(
+    projections: torch.Tensor,
+    state_bias: torch.Tensor,
+    gate_bias: torch.Tensor,
+    chunk_size: int = 1,
+    split: int | None = None,
+    implementation: str = "fast",
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Lei et al.'s sublayer between its projections, `(batch, L, 2d)` -> `(batch, L, d)`; see
+    `simple_sublayer_naive` for the definition. `implementation="naive"` runs that reference.
+
+    `keep` (`(batch, L)`, 1 at real tokens; `chunk_size` 1, padding only at the ends of each row, see
+    `padding_only_at_ends`): padding enters the scan as zeros, which leave the zero state unchanged, so real
+    tokens read exactly the state of their row alone; outputs at padding are arbitrary.
+    """
+    if implementation == "naive":
+        if keep is not None:
+            raise ValueError("the reference sublayer takes no padding mask: run it on each row's real tokens")
+        return simple_sublayer_naive(projections, state_bias, gate_bias, chunk_size, split)
+    if not fused_sublayer_supported(projections.shape[1], chunk_size):
+        raise ValueError(f"the fused sublayer needs chunk_size ({chunk_size}) to divide the length")
+    return SimpleSublayerFunction.apply(projections, state_bias, gate_bias, chunk_size, split, keep)
+
+
+@torch.compiler.disable
+def gated_sublayer(
+    projections: torch.Tensor,
+    state_bias: torch.Tensor,
+    forget_bias: torch.Tensor,
+    chunk_size: int = 1,
+    split: int | None = None,
+    implementation: str = "fast",
+    keep: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The gated sublayer between its projections, `(batch, L, 2d)` -> `(batch, L, d)`; see
+    `gated_sublayer_naive` for the definition. `implementation="naive"` runs that reference. `keep`: as in
+    `simple_sublayer` (padding enters as ``z = 0``, which keeps the zero state)."""
+    if implementation == "naive":
+        if keep is not None:
+            raise ValueError("the reference sublayer takes no padding mask: run it on each row's real tokens")
+        return gated_sublayer_naive(projections, state_bias, forget_bias, chunk_size, split)
+    if not fused_sublayer_supported(projections.shape[1], chunk_size):
+        raise ValueError(f"the fused sublayer needs chunk_size ({chunk_size}) to divide the length")
+    return GatedSublayerFunction.apply(projections, state_bias, forget_bias, chunk_size, split, keep)
+
+
 _warned_no_triton = False
 
 
@@ -297,6 +590,13 @@ __all__ = [
     "GatedRecurrenceFunction",
     "simple_recurrence",
     "gated_recurrence",
+    "SimpleSublayerFunction",
+    "GatedSublayerFunction",
+    "simple_sublayer",
+    "gated_sublayer",
+    "fused_sublayer_supported",
+    "padding_only_at_ends",
+    "right_padded",
     "resolve_implementation",
     "capturing_graph",
     "exporting",

@@ -54,4 +54,44 @@ def linear_recurrence_naive(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack(out) if out else b.clone()
 
 
-__all__ = ["simple_recurrence_naive", "gated_recurrence_naive", "linear_recurrence_naive"]
+def _directional(fn, inputs: list[torch.Tensor], chunk_size: int, split: int) -> torch.Tensor:
+    """Channels `[:split]` read left to right, the rest right to left (flip, run, flip back)."""
+    forward = fn(*[x[..., :split] for x in inputs], chunk_size)
+    backward = fn(*[x[..., split:].flip(1) for x in inputs], chunk_size).flip(1)
+    return torch.cat([forward, backward], dim=-1)
+
+
+def simple_sublayer_naive(
+    projections: torch.Tensor, state_bias: torch.Tensor, gate_bias: torch.Tensor, chunk_size: int = 1, split=None
+) -> torch.Tensor:
+    """Lei et al.'s sublayer between its input and output projections: ``(C + b_c) * sigmoid(X2 + b_s)``.
+
+    `projections` is ``[X1, X2]``, `(batch, seq, 2d)`; ``C`` is the simple recurrence of ``X1``, channels
+    `[:split]` left to right and the rest right to left (default: all left to right). The state is float32
+    for low-precision inputs.
+    """
+    width = projections.shape[-1] // 2
+    x1, x2 = projections.to(torch.promote_types(projections.dtype, torch.float32)).split(width, dim=-1)
+    c = _directional(simple_recurrence_naive, [x1], chunk_size, width if split is None else split)
+    return ((c + state_bias) * torch.sigmoid(x2 + gate_bias)).to(projections.dtype)
+
+
+def gated_sublayer_naive(
+    projections: torch.Tensor, state_bias: torch.Tensor, forget_bias: torch.Tensor, chunk_size: int = 1, split=None
+) -> torch.Tensor:
+    """The gated sublayer between its projections: ``C + b_c`` with ``f = sigmoid(F + b_f)``,
+    ``c_t = f_t c_{t-k} + (1 - f_t) z_t``; `projections` is ``[Z, F]``, `(batch, seq, 2d)`."""
+    width = projections.shape[-1] // 2
+    z, f_logits = projections.to(torch.promote_types(projections.dtype, torch.float32)).split(width, dim=-1)
+    f = torch.sigmoid(f_logits + forget_bias)
+    c = _directional(gated_recurrence_naive, [z, f], chunk_size, width if split is None else split)
+    return (c + state_bias).to(projections.dtype)
+
+
+__all__ = [
+    "simple_recurrence_naive",
+    "gated_recurrence_naive",
+    "linear_recurrence_naive",
+    "simple_sublayer_naive",
+    "gated_sublayer_naive",
+]
