@@ -2,7 +2,7 @@
 """Set up the pinned environment and run the project's jobs. Standard library only.
 
     python3 tasks.py demo    # create/refresh .venv, then pretrain + fine-tune a small model offline
-    python3 tasks.py test    # create/refresh .venv, then run the test suite
+    python3 tasks.py test    # create/refresh .venv, then run the test suite (one pytest worker per core, at most 4)
     python3 tasks.py setup   # only create/refresh .venv
 
 The virtual environment is rebuilt only when pyproject.toml, requirements/constraints.txt or this file
@@ -55,6 +55,30 @@ def _torch_pin() -> str:
     return "torch"
 
 
+def _cores() -> int:
+    """Cores this process may use: its CPU affinity, capped by a cgroup CPU quota where there is one."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, cores)
+
+
+def _pytest_args(rest: list[str]) -> list[str]:
+    """The suite in parallel (pytest-xdist, whole files per worker so module fixtures are built once) unless
+    the caller chose workers (-n) or named single tests; each worker runs torch on one thread (tests/conftest.py)."""
+    args = rest or ["-q"]
+    chose = any(a == "-n" or a.startswith(("-n", "--numprocesses", "-p")) for a in args)
+    single = any("::" in a for a in args)
+    workers = min(4, _cores())
+    if chose or single or workers < 2:
+        return args
+    return ["-n", str(workers), "--dist", "loadfile", *args]
+
+
 def setup() -> Path:
     """Create or refresh the virtual environment; return its Python."""
     if sys.version_info < (3, 10):
@@ -95,7 +119,7 @@ def main(argv: list[str]) -> int:
         return 0
     if job == "demo":
         return subprocess.call([str(py), str(ROOT / "scripts" / "demo.py"), *rest], cwd=ROOT, env=env)
-    return subprocess.call([str(py), "-m", "pytest", *(rest or ["-q"])], cwd=ROOT, env=env)
+    return subprocess.call([str(py), "-m", "pytest", *_pytest_args(rest)], cwd=ROOT, env=env)
 
 
 if __name__ == "__main__":

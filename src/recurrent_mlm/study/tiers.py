@@ -1,5 +1,5 @@
 """Size tiers of the study: what each claim runs at `smoke` (the test suite, seconds), `demo` (the main job,
-about 10 minutes on 2 CPU cores), `cpu` (a laptop, 2-3 hours for everything) and `gpu` (one accelerator).
+about 10 minutes on 2 CPU cores), `cpu` (a laptop: about an hour of two cores) and `gpu` (one accelerator).
 
 A tier fixes every number that changes results (models, sizes, steps, seeds, data sizes, grids); the plan of
 each claim records its tier, so a resumed study never mixes tiers.
@@ -120,15 +120,23 @@ TIERS: dict[str, Tier] = {
         lei_seeds=(0,),
         bootstrap_resamples=5000,
     ),
-    # A laptop CPU: everything in about 2-3 hours on 2 cores.
+    # A laptop CPU: every claim in about an hour of two cores (the claim groups run side by side, one thread
+    # each: docs/RESULTS.md gives the commands). Small: tiny models, 600 pretraining steps, 3 pretraining seeds
+    # for Lei's claims and 2 for Miller & Hardt's, 1,500 training rows per GLUE task. The recall settings are
+    # the gate calibrated in docs/probes.md (alphabet 8, width 64, initial std 0.3, 4,000 steps).
     "cpu": Tier(
         name="cpu",
-        pretrain=PretrainSpec(steps=1000, checkpointing_steps=250),
-        glue=GlueSpec(),
-        agreement=AgreementSpec(),
-        recall=RecallSpec(),
+        pretrain=PretrainSpec(steps=600, checkpointing_steps=200),
+        glue=GlueSpec(train_rows=1500, selection_rows=500, learning_rates=(3e-4, 1e-3, 3e-3), seeds=(1, 2), epochs=2.0),
+        agreement=AgreementSpec(train_items=3000, test_items=1500, seeds=(1, 2, 3), epochs=2.0, zero_shot_items=1500),
+        recall=RecallSpec(
+            models=("bert", "recurrent", "hybrid_recurrent"), seeds=(1, 2),
+            settings=dict(hidden_size=64, num_attention_heads=2, initializer_range=0.3, num_keys=8, num_values=8,
+                          pairs=[2, 4], curriculum=False, learning_rates=[1e-3], steps=4000, batch_size=64,
+                          eval_every=500),
+        ),  # fmt: skip
         lei_seeds=(0, 1, 2),
-        lstm_seeds=(0, 1, 2),
+        lstm_seeds=(0, 1),
         abnar_seeds=(0,),
     ),
     # One accelerator: BERT-mini size, longer pretraining, more seeds (fewer pretraining seeds make the
