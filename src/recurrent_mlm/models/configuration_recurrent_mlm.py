@@ -82,8 +82,9 @@ class RecurrentMLMConfig(PreTrainedConfig):
             Inner width of the recurrent sublayer. Defaults to the width that gives the same parameter count
             as BERT's feed-forward sublayer (see `solve_recurrence_hidden_size`).
         recurrence_chunk_size (`int`, defaults to 1):
-            `k`: step `t` depends on step `t - k`. `k = 1` is the paper's per-token form; larger `k` runs `k`
-            interleaved recurrences and needs `ceil(L / k)` sequential steps instead of `L`.
+            The lag `k` of the recurrence `c_t = f(c_{t-k}, x_t)`: each state reads the state `k` positions
+            back. `k = 1` is the paper's per-token form; a larger `k` runs `k` interleaved recurrences (one per
+            residue of `t mod k`) and needs `ceil(L / k)` sequential steps instead of `L`.
         recurrence_direction (`str`, *optional*):
             `"forward"`, `"backward"` or `"bidirectional"` (half the channels each way). Defaults to
             `"bidirectional"`; inside a sequential Transformer each stack uses its own direction.

@@ -549,7 +549,11 @@ class RecurrentMLMLayerStack(nn.Module):
 
 
 class RecurrentMLMEncoder(RecurrentMLMLayerStack):
-    """BERT's encoder (`encoder_type="transformer"`), with recurrent sublayers where configured."""
+    """BERT's encoder (`encoder_type="transformer"`), with recurrent sublayers where configured.
+
+    Named after the model family, not after recurrence: every encoder type of this package has a
+    `RecurrentMLM*` class, as BERT's is `BertEncoder`. Without `recurrence` it is BERT's encoder exactly (the
+    same weights give the same outputs as `BertModel`'s)."""
 
     def __init__(self, config: RecurrentMLMConfig):
         super().__init__(config, config.num_hidden_layers)

@@ -411,6 +411,26 @@ def update_results_doc(path: str | Path, summaries: Sequence[Mapping | str | os.
     return new != old
 
 
+def update_readme_verdicts(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> bool:
+    """Regenerate only the verdict table of `path` (a README with the verdict markers); returns whether it changed."""
+    path = Path(path)
+    old = path.read_text(encoding="utf-8")
+    new = replace_between(old, VERDICTS_START, VERDICTS_END, verdict_table(summaries))
+    if new != old:
+        atomic_write_text(path, new)
+    return new != old
+
+
+def check_readme_verdicts(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> list[str]:
+    """[] when the verdict table of `path` matches `summaries`; else one line saying how to regenerate it."""
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        expected = replace_between(text, VERDICTS_START, VERDICTS_END, verdict_table(summaries))
+    except ValueError as err:
+        return [f"{path}: {err}"]
+    return [] if expected == text else [f"{path}: the verdict table is out of date; run scripts/publish_results.py."]
+
+
 def check_results_doc(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> list[str]:
     """What is out of date in `path` against `summaries`: [] when current; else one line per problem and a diff.
 
@@ -449,6 +469,7 @@ __all__ = [
     "SUMMARY_SCHEMA",
     "VERDICTS_END",
     "VERDICTS_START",
+    "check_readme_verdicts",
     "check_results_doc",
     "claim_markers",
     "claim_report",
@@ -457,6 +478,7 @@ __all__ = [
     "make_summary",
     "render_results_doc",
     "replace_between",
+    "update_readme_verdicts",
     "update_results_doc",
     "validate_summary",
     "verdict_table",

@@ -1,0 +1,63 @@
+"""Publish a finished study folder into the docs: every claim's summary, report and plots are copied to
+`docs/results/<tier>/<claim>/`, and the generated parts of `docs/RESULTS.md` (verdict table, one block per
+claim) and of the README (the verdict table) are regenerated from those copies. Text outside the markers is
+kept as written. `tests/test_results_doc.py` checks that both documents match the copied summaries.
+
+    python scripts/publish_results.py --study_dir outputs/study-cpu --tier cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+COPIED = ("summary.json", "report.md", "*.png")
+
+
+def copy_claims(study_dir: Path, dest: Path) -> list[Path]:
+    """Each finished claim of `study_dir` (it has a summary.json) into `dest/<claim>/`, replacing an older copy."""
+    folders = []
+    for claim in sorted((study_dir / "claims").iterdir()):
+        if not (claim / "summary.json").exists():
+            print(f"{claim.name}: no summary.json yet (not finished); skipped", file=sys.stderr)
+            continue
+        target = dest / claim.name
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        for pattern in COPIED:
+            for path in claim.glob(pattern):
+                shutil.copy2(path, target / path.name)
+        folders.append(target)
+    return folders
+
+
+def main(argv: list[str] | None = None) -> int:
+    from recurrent_mlm.study.report import update_readme_verdicts, update_results_doc
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--study_dir", required=True, help="A study folder (python -m recurrent_mlm.study ... --output_dir).")
+    p.add_argument("--tier", required=True, help="Its tier: the copies go to docs/results/<tier>/.")
+    p.add_argument("--results_doc", default=str(ROOT / "docs" / "RESULTS.md"))
+    p.add_argument("--readme", default=str(ROOT / "README.md"))
+    args = p.parse_args(argv)
+    study_dir = Path(args.study_dir)
+    if not (study_dir / "claims").is_dir():
+        print(f"{study_dir} holds no claims/ folder; pass the --output_dir of a study run.", file=sys.stderr)
+        return 2
+    folders = copy_claims(study_dir, ROOT / "docs" / "results" / args.tier)
+    if not folders:
+        print(f"no finished claim in {study_dir}; nothing published.", file=sys.stderr)
+        return 1
+    # The documents show one tier (claim ids are the same in every tier): the one published last.
+    print(f"{args.results_doc}: {'updated' if update_results_doc(args.results_doc, folders) else 'unchanged'}")
+    print(f"{args.readme}: {'updated' if update_readme_verdicts(args.readme, folders) else 'unchanged'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""docs/RESULTS.md and the README's verdict table are generated from the published study summaries
+(docs/results/<tier>/<claim>/summary.json, written by scripts/publish_results.py): they must match them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from recurrent_mlm.study.report import check_readme_verdicts, check_results_doc, load_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+PUBLISHED = sorted(p.parent for p in (ROOT / "docs" / "results").glob("*/*/summary.json"))
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no study published under docs/results yet")
+def test_results_doc_matches_the_published_summaries():
+    assert not check_results_doc(ROOT / "docs" / "RESULTS.md", PUBLISHED)
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no study published under docs/results yet")
+def test_readme_verdicts_match_the_published_summaries():
+    assert not check_readme_verdicts(ROOT / "README.md", PUBLISHED)
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no study published under docs/results yet")
+def test_published_plots_exist_and_one_tier_is_shown():
+    tiers = {p.parent.name for p in PUBLISHED}
+    assert len(tiers) == 1, f"the documents show one tier; docs/results holds {sorted(tiers)}"
+    for folder in PUBLISHED:
+        for plot in load_summary(folder / "summary.json").get("plots") or []:
+            assert (folder / plot["path"]).exists(), f"{folder.name}: {plot['path']} missing"
