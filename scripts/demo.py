@@ -154,11 +154,18 @@ def main() -> int:
         "pretraining seed: the interval covers fine-tuning seeds and dev items, not pretraining). The full study: "
         "`python -m recurrent_mlm.study all --tier cpu` (docs/RESULTS.md).\n"
     )
+    from recurrent_mlm.study.stages import machine_description
+
+    minutes = (time.time() - start) / 60
+    text += (
+        f"\nMade by `python3 tasks.py demo` on {machine_description()}, {minutes:.1f} minutes, "
+        f"{time.strftime('%Y-%m-%d')}; another CPU rounds differently, so the last digits can differ there.\n"
+    )
     (out / "comparison.md").write_text(text)
     print(text)
     print(f"reports: {l1_dir / 'report.md'}, {l2_dir / 'report.md'}; plot: {l1_dir / 'score_vs_lr_sst2.png'}")
     print(f"pretrained models: {out / 'pretraining'}; agreement: {out / 'agreement'}")
-    print(f"total time: {(time.time() - start) / 60:.1f} minutes")
+    print(f"total time: {minutes:.1f} minutes")
     return 0
 
 

@@ -4,6 +4,7 @@ claim) and of the README (the verdict table) are regenerated from those copies. 
 kept as written. `tests/test_results_doc.py` checks that both documents match the copied summaries.
 
     python scripts/publish_results.py --study_dir outputs/study-cpu --tier cpu
+    python scripts/publish_results.py --demo_dir outputs/demo       # the main job's closing table, into the README
 """
 
 from __future__ import annotations
@@ -17,6 +18,23 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 COPIED = ("summary.json", "report.md", "*.png")
+DEMO_START, DEMO_END = "<!-- demo:comparison:start -->", "<!-- demo:comparison:end -->"
+
+
+def publish_demo(demo_dir: Path, readme: Path) -> bool:
+    """The demo's closing table (comparison.md) to docs/results/demo/ and between the README's demo markers."""
+    from recurrent_mlm.files import atomic_write_text
+    from recurrent_mlm.study.report import replace_between
+
+    text = (demo_dir / "comparison.md").read_text(encoding="utf-8")
+    dest = ROOT / "docs" / "results" / "demo"
+    dest.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(dest / "comparison.md", text)
+    old = readme.read_text(encoding="utf-8")
+    new = replace_between(old, DEMO_START, DEMO_END, text)
+    if new != old:
+        atomic_write_text(readme, new)
+    return new != old
 
 
 def copy_claims(study_dir: Path, dest: Path) -> list[Path]:
@@ -40,11 +58,23 @@ def main(argv: list[str] | None = None) -> int:
     from recurrent_mlm.study.report import update_readme_verdicts, update_results_doc
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--study_dir", required=True, help="A study folder (python -m recurrent_mlm.study ... --output_dir).")
-    p.add_argument("--tier", required=True, help="Its tier: the copies go to docs/results/<tier>/.")
+    p.add_argument("--study_dir", help="A study folder (python -m recurrent_mlm.study ... --output_dir).")
+    p.add_argument("--tier", help="Its tier: the copies go to docs/results/<tier>/.")
+    p.add_argument("--demo_dir", help="A finished demo folder (python3 tasks.py demo): its comparison.md.")
     p.add_argument("--results_doc", default=str(ROOT / "docs" / "RESULTS.md"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args(argv)
+    if args.demo_dir:
+        if not (Path(args.demo_dir) / "comparison.md").exists():
+            print(f"{args.demo_dir} has no comparison.md; run python3 tasks.py demo to the end first.", file=sys.stderr)
+            return 2
+        changed = publish_demo(Path(args.demo_dir), Path(args.readme))
+        print(f"{args.readme}: {'updated' if changed else 'unchanged'} (demo table)")
+        if not args.study_dir:
+            return 0
+    if not (args.study_dir and args.tier):
+        print("pass --study_dir and --tier (or --demo_dir).", file=sys.stderr)
+        return 2
     study_dir = Path(args.study_dir)
     if not (study_dir / "claims").is_dir():
         print(f"{study_dir} holds no claims/ folder; pass the --output_dir of a study run.", file=sys.stderr)

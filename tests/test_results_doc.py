@@ -30,3 +30,15 @@ def test_published_plots_exist_and_one_tier_is_shown():
     for folder in PUBLISHED:
         for plot in load_summary(folder / "summary.json").get("plots") or []:
             assert (folder / plot["path"]).exists(), f"{folder.name}: {plot['path']} missing"
+
+
+DEMO = ROOT / "docs" / "results" / "demo" / "comparison.md"
+
+
+@pytest.mark.skipif(not DEMO.exists(), reason="no demo run published yet")
+def test_readme_demo_table_is_the_published_run():
+    from scripts.publish_results import DEMO_END, DEMO_START
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme[readme.index(DEMO_START) + len(DEMO_START) : readme.index(DEMO_END)]
+    assert block.strip() == DEMO.read_text(encoding="utf-8").strip()

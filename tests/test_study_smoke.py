@@ -33,6 +33,14 @@ def test_smoke_tier_end_to_end(tmp_path, capsys):
         assert (folder / "report.md").read_text().startswith(f"# {claim}")
         assert summary["run_info"]["tier"] == "smoke"
     assert (out / "claims" / "L1" / "score_vs_lr_sst2.png").exists()
+    # The equal-compute arm (smoke and gpu tiers): BERT with recurrent BERT's compute, measured once, beside L1.
+    pilot = json.loads((out / "pretraining" / "equal_compute.json").read_text())
+    assert pilot["bert_steps"] >= pilot["steps"] == 2 and pilot["ratio"] > 0
+    arm = json.loads((out / "pretraining" / "bert_equal_compute-s0" / "all_results.json").read_text())
+    assert arm["train_steps"] == pilot["bert_steps"]
+    l1 = json.loads((out / "claims" / "L1" / "summary.json").read_text())
+    assert any(t["title"].startswith("Equal compute") for t in l1["tables"])
+    assert [c["comparison"] for c in l1["decision"]["comparisons"]] == ["average over tasks"]  # not in the verdict
     assert check_results_doc(doc, sorted((out / "claims").glob("*"))) == []
     text = doc.read_text()
     assert "<!-- results:verdicts:start -->" in text and "L1" in text and "M2" in text
@@ -70,3 +78,23 @@ def test_main_job_at_the_smoke_tier(tmp_path):
     for row in ("held-out MLM loss", "zero-shot agreement", "SST-2 dev accuracy", "seed std", "failed runs"):
         assert row in table
     assert "Lei et al.'s claim L1 at this scale" in table
+
+
+def test_a_tier_setting_added_later_at_its_default_is_not_a_change(tmp_path):
+    """A study folder recorded before a tier field existed continues when the field keeps its default (the old
+    behaviour), and is refused when it does not."""
+    import dataclasses
+
+    from recurrent_mlm.cli import UsageError
+    from recurrent_mlm.study.stages import StudyContext
+    from recurrent_mlm.study.tiers import get_tier
+
+    tier = get_tier("cpu")
+    ctx = StudyContext(output_dir=tmp_path, tier=tier)
+    ctx.check_or_record()
+    record = json.loads((tmp_path / "study.json").read_text())
+    del record["tier_settings"]["lei_equal_compute"]  # as written before the field was added
+    (tmp_path / "study.json").write_text(json.dumps(record))
+    StudyContext(output_dir=tmp_path, tier=tier).check_or_record()
+    with pytest.raises(UsageError, match="another tier_settings"):
+        StudyContext(output_dir=tmp_path, tier=dataclasses.replace(tier, lei_equal_compute=True)).check_or_record()

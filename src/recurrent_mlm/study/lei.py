@@ -25,6 +25,13 @@ from .stages import StudyContext, read_sweep_runs
 from .stats import TaskResults, hierarchical_bootstrap, paired_seed_bootstrap
 
 MODELS = ("bert", "recurrent_bert")
+EQUAL_COMPUTE = "bert_equal_compute"
+
+
+def lei_models(tier) -> tuple[str, ...]:
+    """The pretrained models of Lei's claims: BERT and recurrent BERT, and BERT at equal compute where the tier
+    asks for it (reported beside L1, not part of its verdict)."""
+    return MODELS + ((EQUAL_COMPUTE,) if tier.lei_equal_compute else ())
 TASK_METRIC = {"sst2": "accuracy", "cola": "mcc", "stsb": "pearson", "mrpc": "accuracy", "rte": "accuracy", "qnli": "accuracy", "wnli": "accuracy"}
 METRIC_TEXT = {"accuracy": "accuracy", "mcc": "Matthews correlation", "pearson": "Pearson r"}
 
@@ -45,6 +52,12 @@ def plan_l1(ctx: StudyContext) -> Plan:
             f"{', '.join(f'{lr:g}' for lr in glue.learning_rates)} x seeds {', '.join(map(str, glue.seeds))}, "
             f"{glue.epochs:g} epochs. Each model's learning rate is chosen per task and pretraining seed on "
             f"{glue.selection_rows} held-back training rows; the score is the final one on the official dev set."
+            + (
+                " Beside the verdict, BERT is also pretrained with recurrent BERT's compute (more steps, from a "
+                "timing pilot recorded in pretraining/equal_compute.json) and compared the same way."
+                if tier.lei_equal_compute
+                else ""
+            )
         ),
         metric="mean over tasks of the dev score (accuracy for SST-2, MCC for CoLA, Pearson r for STS-B), in [-1, 1]",
         predicted_direction="greater",
@@ -111,7 +124,7 @@ def load_task_runs(ctx: StudyContext, task: str) -> tuple[dict, dict]:
     _, entry = ctx.glue_task_folder(task)
     runs = {}
     for p in ctx.tier.lei_seeds:
-        models = {m: ctx.pretrained(m, p) for m in MODELS}
+        models = {m: ctx.pretrained(m, p) for m in lei_models(ctx.tier)}
         folder = ctx.finetune(task, p, models)
         for run in read_sweep_runs(folder):
             items = [r for r in run["items"] if r["split"] == "validation"]
@@ -144,7 +157,8 @@ def run_lei(ctx: StudyContext, command: str) -> list[Path]:
     for claim, plan in plans.items():
         write_plan(plan, dirs[claim] / "plan.json")
     tier, glue = ctx.tier, ctx.tier.glue
-    pretraining = [ctx.pretraining_record(m, p) for p in tier.lei_seeds for m in MODELS]
+    models = lei_models(tier)
+    pretraining = [ctx.pretraining_record(m, p) for p in tier.lei_seeds for m in models]
     per_task = {task: load_task_runs(ctx, task) for task in glue.tasks}
     seeds, lrs, fts = list(tier.lei_seeds), list(glue.learning_rates), list(glue.seeds)
 
@@ -153,7 +167,7 @@ def run_lei(ctx: StudyContext, command: str) -> list[Path]:
     for task, (runs, entry) in per_task.items():
         metric = TASK_METRIC[task]
         arrays = {}
-        for model in MODELS:
+        for model in models:
             per_seed = []
             for p in seeds:
                 selection = {lr: np.mean([subset_score(metric, *_split(runs[(model, p, lr, f)], entry)[1]) for f in fts]) for lr in lrs}
@@ -194,7 +208,8 @@ def run_lei(ctx: StudyContext, command: str) -> list[Path]:
                                     trivial_score=mine[0]["baseline"] if TASK_METRIC[task] == "accuracy" else 0.0,
                                     title=f"{task}: dev score after fine-tuning, per pretraining x fine-tuning seed")  # fmt: skip
         plots.append({"path": name, "caption": f"{task}: dev score against learning rate (every run a dot)."})
-    cost = _cost_table(pretraining)
+    cost = _cost_table(pretraining, models)
+    extra_tables = [_equal_compute_table(ctx, boot, tasks)] if EQUAL_COMPUTE in models else []
     counts = _run_counts(lr_runs)
     summary_l1 = make_summary(
         plans["L1"],
@@ -203,6 +218,7 @@ def run_lei(ctx: StudyContext, command: str) -> list[Path]:
             {"title": "Dev scores (x100) at each model's selected learning rate", "columns": ["task", "metric", "BERT", "recurrent BERT", "difference [95% CI]", "p", "BERT lr per seed", "recurrent lr per seed"], "rows": task_rows,
              "note": "Means over pretraining and fine-tuning seeds; intervals from the paired hierarchical bootstrap (pretraining seeds, fine-tuning seeds, dev items); per-task p-values are not part of the decision (the claim is about the average)."},
             cost,
+            *extra_tables,
         ],  # fmt: skip
         plots=plots,
         runs=counts,
@@ -274,9 +290,22 @@ def _differences(tier) -> str:
     )
 
 
-def _cost_table(records: list[dict[str, Any]]) -> dict[str, Any]:
+def _equal_compute_table(ctx: StudyContext, boot, tasks) -> dict[str, Any]:
+    """Recurrent BERT against BERT given its compute (not part of the verdict): per task and on average."""
+    pilot = ctx.equal_compute()
     rows = []
-    for model in MODELS:
+    for name in [t.name for t in tasks] + [None]:
+        d = boot.difference("recurrent_bert", EQUAL_COMPUTE, task=name) if name else boot.difference("recurrent_bert", EQUAL_COMPUTE)
+        a = boot.score(EQUAL_COMPUTE, task=name) if name else boot.score(EQUAL_COMPUTE)
+        rows.append([name or "average", f"{100 * a.estimate:.1f}", f"{100 * d.estimate:+.1f} [{100 * d.low:+.1f}, {100 * d.high:+.1f}]", f"{d.p_value:.3g}"])
+    return {"title": f"Equal compute: BERT pretrained for {pilot['bert_steps']} steps instead of {pilot['steps']} (not part of the verdict)",
+            "columns": ["task", "BERT at equal compute (x100)", "recurrent BERT - BERT at equal compute [95% CI]", "p"], "rows": rows,
+            "note": f"The timing pilot measured recurrent BERT's training step at {pilot['ratio']:.2f}x BERT's on {pilot['machine']}; BERT got that many more steps (same batch, schedule stretched to them)."}  # fmt: skip
+
+
+def _cost_table(records: list[dict[str, Any]], models: tuple[str, ...] = MODELS) -> dict[str, Any]:
+    rows = []
+    for model in models:
         mine = [r for r in records if r["model"] == model]
         rows.append([
             model, f"{mine[0]['parameters']:,}", f"{np.mean([r['eval_loss'] for r in mine]):.3f}",
@@ -309,4 +338,4 @@ def _per_lr_table(lr_runs: list[dict]) -> dict[str, Any]:
     return {"title": "Every learning rate (dev score x100, mean ± std over all seeds; failed runs)", "columns": ["task", "lr", "BERT", "BERT failed", "recurrent BERT", "recurrent failed"], "rows": rows}
 
 
-__all__ = ["plan_l1", "plan_l2", "run_lei", "subset_score"]
+__all__ = ["plan_l1", "plan_l2", "run_lei", "subset_score", "lei_models"]

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,9 @@ import numpy as np
 from ..cli import UsageError
 from ..files import atomic_write_json, atomic_write_text, sha256_file
 from .tiers import MODELS, Tier
+
+TIER_DEFAULTS = {f.name: f.default for f in fields(Tier) if f.default is not MISSING}
+EQUAL_COMPUTE_FILE = "equal_compute.json"
 
 logger = logging.getLogger("recurrent_mlm.study")
 
@@ -45,6 +49,53 @@ def machine_description() -> str:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{platform.machine()} {platform.processor() or ''} {cores} cores ({threads} torch threads), {gpu}; " \
         f"Python {platform.python_version()}, torch {torch.__version__}".replace("  ", " ")
+
+
+def time_training_steps(tier: Tier, models: tuple[str, ...], rounds: int = 3, steps: int = 3) -> dict[str, float]:
+    """Seconds per training step of each study model at the tier's shape, batch and sequence length on random
+    tokens: two warm-up steps each, then `rounds` interleaved rounds of `steps` steps, the minimum round."""
+    import torch
+
+    from .. import RecurrentMLMForMaskedLM
+    from ..optim import build_optimizer
+    from ..presets import preset_config
+
+    spec = tier.pretrain
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, spec.vocab_size, (spec.batch_size, spec.max_seq_length), generator=generator).to(device)
+    labels = torch.where(torch.rand(ids.shape, generator=generator).to(device) < 0.15, ids, -100)
+
+    def synchronize():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    trainers = {}
+    for name in models:
+        variant, extra = MODELS[name]
+        torch.manual_seed(0)
+        model = RecurrentMLMForMaskedLM(preset_config(spec.size, variant, vocab_size=spec.vocab_size, **{**spec.shape, **extra})).to(device)
+        trainers[name] = (model, build_optimizer(model, 1e-4))
+
+    def step(name: str) -> None:
+        model, optimizer = trainers[name]
+        model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for name in models:
+        for _ in range(2):
+            step(name)
+    best = {name: math.inf for name in models}
+    for _ in range(rounds):
+        for name in models:
+            synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                step(name)
+            synchronize()
+            best[name] = min(best[name], (time.perf_counter() - start) / steps)
+    return best
 
 
 @dataclass
@@ -69,6 +120,11 @@ class StudyContext:
         path = self.output_dir / "study.json"
         if path.exists():
             old = json.loads(path.read_text(encoding="utf-8"))
+            # A tier setting added after the folder was made, at its default (which is the old behaviour), is
+            # not a change.
+            settings = {k: v for k, v in record["tier_settings"].items()
+                        if k in (old.get("tier_settings") or {}) or v != TIER_DEFAULTS.get(k, object())}  # fmt: skip
+            record = {**record, "tier_settings": settings}
             changed = [k for k in ("tier", "tier_settings", "corpus") if json.dumps(old.get(k), sort_keys=True) != json.dumps(record[k], sort_keys=True)]
             if changed:
                 raise UsageError(
@@ -119,8 +175,9 @@ class StudyContext:
         folder = self.output_dir / "pretraining" / f"{model}-s{seed}"
         if (folder / DONE).exists():
             return folder
+        steps = self.equal_compute()["bert_steps"] if model == "bert_equal_compute" else spec.steps
         resume = latest_checkpoint(folder) is not None
-        self.log(f"pretraining {model} (seed {seed}, {spec.steps} steps){' - resuming' if resume else ''}")
+        self.log(f"pretraining {model} (seed {seed}, {steps} steps){' - resuming' if resume else ''}")
         args = PretrainingArguments(
             train_file=list(self.corpus),
             output_dir=str(folder),
@@ -134,8 +191,8 @@ class StudyContext:
             per_device_train_batch_size=spec.batch_size,
             learning_rate=spec.learning_rate,
             warmup_ratio=spec.warmup_ratio,
-            max_train_steps=spec.steps,
-            eval_steps=max(1, spec.steps // 4),
+            max_train_steps=steps,
+            eval_steps=max(1, steps // 4),
             max_eval_samples=spec.eval_samples,
             checkpointing_steps=spec.checkpointing_steps,
             save_total_limit=1,
@@ -147,6 +204,30 @@ class StudyContext:
         if not result.finished:
             raise SystemExit(result.exit_code)  # a preemption signal: the checkpoint is saved, rerun to continue
         return folder
+
+    def equal_compute(self) -> dict[str, Any]:
+        """How many steps give BERT recurrent BERT's pretraining compute: measured once per study folder by a
+        timing pilot (training steps of both models at the tier's shape and batch, interleaved, minimum of each
+        over rounds, on the device the study runs on), written to pretraining/equal_compute.json before the
+        arm trains, and read from there ever after (a resumed study never re-measures)."""
+        path = self.output_dir / "pretraining" / EQUAL_COMPUTE_FILE
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+        self.log("timing pilot: BERT and recurrent BERT training steps (for the equal-compute arm)")
+        times = time_training_steps(self.tier, ("bert", "recurrent_bert"))
+        ratio = times["recurrent_bert"] / times["bert"]
+        record = {
+            "bert_seconds_per_step": times["bert"],
+            "recurrent_bert_seconds_per_step": times["recurrent_bert"],
+            "ratio": ratio,
+            "steps": self.tier.pretrain.steps,
+            "bert_steps": max(self.tier.pretrain.steps, math.ceil(self.tier.pretrain.steps * ratio)),
+            "machine": machine_description(),
+            "rule": "bert_steps = ceil(steps x recurrent/BERT step time), never fewer than steps",
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(path, record)
+        return record
 
     def pretraining_record(self, model: str, seed: int) -> dict[str, Any]:
         folder = self.pretrained(model, seed)

@@ -20,6 +20,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     # Miller & Hardt's stable recurrent model: every gate's recurrent matrix projected to spectral norm <= 1
     # after each optimizer step (their condition for a tanh RNN; see docs/probes.md for the LSTM).
     "lstm_stable": ("lstm", {"lstm_max_singular_value": 1.0}),
+    # BERT given recurrent BERT's compute: more steps, as many as a timing pilot says recurrent BERT's steps cost
+    # (StudyContext.equal_compute); the tiers with `lei_equal_compute` add it to Lei et al.'s comparison.
+    "bert_equal_compute": ("bert", {}),
 }
 
 
@@ -80,6 +83,7 @@ class Tier:
     lei_seeds: tuple[int, ...] = (0, 1, 2)  # pretraining seeds of bert and recurrent_bert
     lstm_seeds: tuple[int, ...] = (0, 1, 2)  # pretraining seeds of lstm and lstm_stable
     abnar_seeds: tuple[int, ...] = (0,)  # pretraining seeds of the sequential models (zero-shot agreement)
+    lei_equal_compute: bool = False  # also pretrain BERT with recurrent BERT's compute (more steps), reported beside L1
     memory_windows: tuple[int, ...] = (4, 8, 16, 32, 64)
     bootstrap_resamples: int = 10000
 
@@ -106,6 +110,7 @@ TIERS: dict[str, Tier] = {
         lei_seeds=(0, 1),
         lstm_seeds=(0,),
         abnar_seeds=(0,),
+        lei_equal_compute=True,
         memory_windows=(4, 8),
         bootstrap_resamples=500,
     ),
@@ -151,6 +156,7 @@ TIERS: dict[str, Tier] = {
         lei_seeds=tuple(range(10)),
         lstm_seeds=tuple(range(5)),
         abnar_seeds=(0, 1, 2),
+        lei_equal_compute=True,
     ),
 }
 
