@@ -471,7 +471,7 @@ def test_model_push_to_hub_loads_without_the_package(without_package):
 
 
 def test_sequence_classification_from_a_pushed_mlm_without_the_package(without_package):
-    from recurrent_mlm.hub import check_output_dir
+    from recurrent_mlm.hub import check_push_folder
 
     # What `run_glue.py --model_name_or_path user/repo` does on a machine without the package.
     result = _assert_ok(without_package["seqcls"])
@@ -488,7 +488,7 @@ def test_sequence_classification_from_a_pushed_mlm_without_the_package(without_p
     assert not any("--" in ref for ref in auto_map.values()), (
         "the copy must use its own code, not the source repo's"
     )
-    check_output_dir(folder)  # ready to push as is
+    check_push_folder(folder)  # ready to push as is
     assert auto_map["AutoModelForSequenceClassification"].endswith("RecurrentMLMForSequenceClassification")
     assert auto_map["AutoModelForMaskedLM"].endswith("RecurrentMLMForMaskedLM")
 

@@ -107,7 +107,7 @@ def files_to_upload(folder: str | os.PathLike) -> list[str]:
     return sorted(filter_repo_objects(paths, ignore_patterns=UPLOAD_IGNORE_PATTERNS))
 
 
-def check_output_dir(folder: str | os.PathLike) -> list[str]:
+def check_push_folder(folder: str | os.PathLike) -> list[str]:
     """Check that `folder` holds a model that loads from the Hub without this package; return its files.
 
     That needs `config.json`, safetensors weights, and the code files its `auto_map` names together with
@@ -346,7 +346,7 @@ def push_output_dir(
     from huggingface_hub import HfApi
 
     folder = Path(folder)
-    files = check_output_dir(folder)
+    files = check_push_folder(folder)
     _validate_branch(revision)
     repo_id = check_push_access(repo_id, token=token)
     api = HfApi(token=_resolve_token(token))
@@ -458,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     try:
         if args.dry_run:
-            for name in check_output_dir(args.output_dir):
+            for name in check_push_folder(args.output_dir):
                 print(name)
             return 0
         if not args.hub_model_id:
@@ -484,7 +484,7 @@ __all__ = [
     "UPLOAD_IGNORE_PATTERNS",
     "HubPushError",
     "add_hub_arguments",
-    "check_output_dir",
+    "check_push_folder",
     "check_push_access",
     "files_to_upload",
     "main",
