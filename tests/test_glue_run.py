@@ -17,7 +17,7 @@ import pytest
 import torch
 
 import run_glue
-from recurrent_mlm.recipes import glue_argv as demo_arguments
+from recurrent_mlm.recipes import glue_argv
 from tests.conftest import REPO_ROOT, subprocess_env, tiny_config_kwargs
 from tests.test_glue_data import GLUE, write_mnli_layout, write_qqp_layout
 
@@ -364,7 +364,7 @@ def test_demo_command(models, tmp_path, capsys):
     """The demo's arguments on a pretrained-like folder (our MLM checkpoint + tokenizer), cut to 48 training and
     48 dev rows so the test stays fast; the demo itself uses all of data/glue_demo."""
     out = tmp_path / "demo"
-    argv = demo_arguments(models["rec"], out, glue_dir=REPO_ROOT / "data" / "glue_demo")
+    argv = glue_argv(models["rec"], out, glue_dir=REPO_ROOT / "data" / "glue_demo")
     assert run(*argv, "--max_train_samples", "48", "--max_eval_samples", "48", "--num_train_epochs", "1") == 0
     printed = capsys.readouterr().out
     assert "# Stability study: sst2" in printed and "- rec: mean std across seeds" in printed

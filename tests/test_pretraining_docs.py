@@ -6,7 +6,7 @@ import re
 import shlex
 
 import run_pretraining
-from recurrent_mlm.recipes import pretraining_argv as demo_args
+from recurrent_mlm.recipes import pretraining_argv
 from tests.conftest import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "pretraining.md"
@@ -26,4 +26,4 @@ def test_the_documented_demo_command_is_the_recipe():
     command = " ".join(line.rstrip("\\").strip() for line in block.splitlines() if not line.startswith("#"))
     argv = shlex.split(command)
     assert argv[:2] == ["python", "run_pretraining.py"]
-    assert argv[2:] == demo_args("outputs/demo-pretrain")
+    assert argv[2:] == pretraining_argv("outputs/demo-pretrain")

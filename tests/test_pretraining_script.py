@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 import run_pretraining
 from recurrent_mlm.pretraining import checkpointing
 from recurrent_mlm.pretraining.readers import file_records, resolve_data_files
-from recurrent_mlm.recipes import pretraining_argv as demo_args
+from recurrent_mlm.recipes import pretraining_argv
 from recurrent_mlm.pretraining.tokenizer import train_wordpiece_tokenizer
 from recurrent_mlm.presets import VARIANTS
 from tests.conftest import FIXTURES, REPO_ROOT, subprocess_env
@@ -539,7 +539,7 @@ def test_wrong_token_fails_before_training(tmp_path, tokenizer_dir, monkeypatch,
 def test_demo_command_runs(tmp_path):
     """The example command line (recipes.pretraining_argv) on the bundled corpus, shortened to a few steps."""
     out = tmp_path / "demo"
-    args = demo_args(out, train_file=REPO_ROOT / "data" / "corpus", max_train_steps=2, eval_steps=2, max_eval_samples=8)
+    args = pretraining_argv(out, train_file=REPO_ROOT / "data" / "corpus", max_train_steps=2, eval_steps=2, max_eval_samples=8)
     assert run([*args, "--disable_tqdm"]) == 0
     results = json.loads((out / "all_results.json").read_text())
     assert results["lines_decoded_with_replacement"] > 0  # the corpus' Latin-1 files were read, not fatal
