@@ -19,6 +19,37 @@ sys.path.insert(0, str(ROOT / "src"))
 
 COPIED = ("summary.json", "report.md", "*.png")
 DEMO_START, DEMO_END = "<!-- demo:comparison:start -->", "<!-- demo:comparison:end -->"
+SPEED_START, SPEED_END = "<!-- speed:training:start -->", "<!-- speed:training:end -->"
+SPEED_FILES = {size: ROOT / "benchmarks" / "results" / f"pretraining_throughput_{size}_cpu_1thread_cputime.json" for size in ("tiny", "mini")}
+SPEED_MODELS = ("bert", "recurrent_bert", "recurrent_bert (unfused)", "gated_bert", "gated_bert (unfused)")
+
+
+def speed_table() -> str:
+    """The README's training-step table, from the throughput benchmark's result files."""
+    import json
+
+    results = {size: {r["model"] + (f" ({r['note']})" if r.get("note") else ""): r for r in json.loads(path.read_text())["results"]}
+               for size, path in SPEED_FILES.items()}  # fmt: skip
+    lines = ["| model | " + " | ".join(f"{size}: step vs our BERT | {size}: tokens/s vs BertForMaskedLM" for size in results) + " |",
+             "|---|" + "---:|---:|" * len(results)]  # fmt: skip
+    for model in SPEED_MODELS:
+        cells = []
+        for size in results:
+            r = results[size].get(model)
+            cells += [f"{r['step_time_vs_baseline']:.2f}x", f"{r['speed_vs_reference']:.2f}x"] if r else ["n/a", "n/a"]
+        lines.append(f"| {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def publish_speed(readme: Path) -> bool:
+    from recurrent_mlm.files import atomic_write_text
+    from recurrent_mlm.study.report import replace_between
+
+    old = readme.read_text(encoding="utf-8")
+    new = replace_between(old, SPEED_START, SPEED_END, speed_table())
+    if new != old:
+        atomic_write_text(readme, new)
+    return new != old
 
 
 def publish_demo(demo_dir: Path, readme: Path) -> bool:
@@ -61,9 +92,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--study_dir", help="A study folder (python -m recurrent_mlm.study ... --output_dir).")
     p.add_argument("--tier", help="Its tier: the copies go to docs/results/<tier>/.")
     p.add_argument("--demo_dir", help="A finished demo folder (python3 tasks.py demo): its comparison.md.")
+    p.add_argument("--speed", action="store_true", help="Regenerate the README's training-step table from benchmarks/results.")
     p.add_argument("--results_doc", default=str(ROOT / "docs" / "RESULTS.md"))
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args(argv)
+    if args.speed:
+        print(f"{args.readme}: {'updated' if publish_speed(Path(args.readme)) else 'unchanged'} (speed table)")
+        if not (args.demo_dir or args.study_dir):
+            return 0
     if args.demo_dir:
         if not (Path(args.demo_dir) / "comparison.md").exists():
             print(f"{args.demo_dir} has no comparison.md; run python3 tasks.py demo to the end first.", file=sys.stderr)

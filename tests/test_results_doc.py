@@ -42,3 +42,12 @@ def test_readme_demo_table_is_the_published_run():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme[readme.index(DEMO_START) + len(DEMO_START) : readme.index(DEMO_END)]
     assert block.strip() == DEMO.read_text(encoding="utf-8").strip()
+
+
+def test_readme_speed_table_is_generated_from_the_benchmark_results():
+    from scripts.publish_results import SPEED_END, SPEED_FILES, SPEED_START, speed_table
+
+    if not all(path.exists() for path in SPEED_FILES.values()):
+        pytest.skip("no throughput results committed")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme[readme.index(SPEED_START) + len(SPEED_START) : readme.index(SPEED_END)].strip() == speed_table()
