@@ -201,7 +201,7 @@ def test_glue_task_from_the_hub_equals_the_same_rows_from_glue_dir(models, onlin
     train_rows = len(_tsv_rows(GLUE / "RTE" / "train.tsv"))
     assert hub_result["num_train_examples"] == dir_result["num_train_examples"] == train_rows
     card = (tmp_path / "hub" / "README.md").read_text()
-    assert "GLUE RTE from the Hub dataset nyu-mll/glue (" in card and "datasets:\n- nyu-mll/glue" in card
+    assert "GLUE rte from the Hub dataset nyu-mll/glue (" in card and "Fine-tuned on [GLUE]" in card and "datasets:\n- nyu-mll/glue" in card
     # The files came from the server into this test's cache, nowhere else.
     assert list(online.rglob("rte/train-00000-of-00001.parquet"))
 

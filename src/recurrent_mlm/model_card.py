@@ -580,7 +580,8 @@ def render_card(
         pass  # the run described its data itself (local files, subsets)
     elif datasets:
         training_data = ", ".join(_dataset_link(d) for d in datasets)
-        training_data = f"{'Fine-tuned' if base_model else 'Trained'} on {training_data}" + (
+        fine_tuned = base_model or pipeline_tag != "fill-mask"  # a task head was trained on it
+        training_data = f"{'Fine-tuned' if fine_tuned else 'Trained'} on {training_data}" + (
             f", task `{task_name}`." if task_name else "."
         )
     elif is_run:
