@@ -254,7 +254,10 @@ def test_torch_compile_forward():
     ids, mask = _batch()  # differently: compare in float64
     with torch.no_grad():
         expected = model(ids, attention_mask=mask).logits
-        compiled = torch.compile(model)(ids, attention_mask=mask).logits
+        # aot_eager: dynamo's graph capture and AOT autograd, which is where a data-dependent branch or an
+        # in-place write breaks. Inductor's C++ code generation (a minute and more on 2 cores) is left to users'
+        # machines: the suite does not run it.
+        compiled = torch.compile(model, backend="aot_eager")(ids, attention_mask=mask).logits
     torch.testing.assert_close(compiled, expected)
 
 
