@@ -185,3 +185,19 @@ def test_plan_file_is_fixed_before_the_runs(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="edited after it was written"):
         read_plan(path)
+
+
+def test_recall_scores_flatten_queries_into_paired_items():
+    """W1/W3 read each run's per-query correctness, (examples, queries); the bootstrap takes (seeds, 1, items)."""
+    import numpy as np
+
+    from recurrent_mlm.study.stats import TaskResults, hierarchical_bootstrap
+    from recurrent_mlm.study.wen import paired_scores
+
+    rng = np.random.default_rng(0)
+    per_query = {f"{m}|{s}|4": rng.random((16, 2)) < p for m, p in (("bert", 0.9), ("recurrent", 0.3)) for s in (1, 2)}
+    scores = paired_scores(per_query, ("bert", "recurrent"), [1, 2], 4)
+    assert scores["bert"].shape == (2, 1, 32)
+    assert np.array_equal(scores["bert"][1, 0], per_query["bert|2|4"].reshape(-1))
+    result = hierarchical_bootstrap(TaskResults(scores=scores, metric="mean", name="N=4"), n_resamples=200, seed=0)
+    assert result.difference("bert", "recurrent").estimate > 0.3

@@ -105,7 +105,7 @@ def run_wen(ctx: StudyContext, command: str) -> list[Path]:
                 a, b = comparison.models
                 seeds = list(spec.seeds)
                 try:
-                    scores = {m: np.array([per_query[f"{m}|{s}|{n_star}"] for s in seeds], dtype=float)[:, None, :] for m in (a, b)}
+                    scores = paired_scores(per_query, (a, b), seeds, n_star)
                 except KeyError:
                     continue
                 result = hierarchical_bootstrap(TaskResults(scores=scores, metric="mean", name=f"N={n_star}"),
@@ -122,6 +122,13 @@ def run_wen(ctx: StudyContext, command: str) -> list[Path]:
     return list(dirs.values())
 
 
+def paired_scores(per_query: dict[str, np.ndarray], models, seeds, n: int) -> dict[str, np.ndarray]:
+    """Per-query correctness of each model at N = n as (seeds, 1, items): a run's (examples, queries) array is
+    flattened to one item per (example, query), the same items for every model (the test sets are shared)."""
+    return {m: np.array([np.asarray(per_query[f"{m}|{s}|{n}"], dtype=float).reshape(-1) for s in seeds])[:, None, :]
+            for m in models}  # fmt: skip
+
+
 def _table(summary: dict[str, Any], pairs: list[int]) -> dict[str, Any]:
     rows = []
     for model, info in summary["models"].items():
@@ -131,4 +138,4 @@ def _table(summary: dict[str, Any], pairs: list[int]) -> dict[str, Any]:
             "columns": ["model", "parameters", "learning rate", *(f"N={n}" for n in pairs)], "rows": rows}  # fmt: skip
 
 
-__all__ = ["plans", "run_wen", "GATE"]
+__all__ = ["plans", "run_wen", "GATE", "paired_scores"]
