@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 COPIED = ("summary.json", "report.md", "*.png")
 DEMO_START, DEMO_END = "<!-- demo:comparison:start -->", "<!-- demo:comparison:end -->"
+RECALL_START, RECALL_END = "<!-- recall:table:start -->", "<!-- recall:table:end -->"
 SPEED_START, SPEED_END = "<!-- speed:training:start -->", "<!-- speed:training:end -->"
 SPEED_FILES = {size: ROOT / "benchmarks" / "results" / f"pretraining_throughput_{size}_cpu_1thread_cputime.json" for size in ("tiny", "mini")}
 SPEED_MODELS = ("bert", "recurrent_bert", "recurrent_bert (unfused)", "gated_bert", "gated_bert (unfused)")
@@ -39,6 +40,25 @@ def speed_table() -> str:
             cells += [f"{r['step_time_vs_baseline']:.2f}x", f"{r['speed_vs_reference']:.2f}x"] if r else ["n/a", "n/a"]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def recall_table(claim_dir: Path) -> str:
+    """The README's recall table: the first table of the published W1 summary."""
+    from recurrent_mlm.study.report import _table, load_summary
+
+    table = load_summary(claim_dir / "summary.json")["tables"][0]
+    return _table(table["columns"], table["rows"])
+
+
+def publish_recall(readme: Path, claim_dir: Path) -> bool:
+    from recurrent_mlm.files import atomic_write_text
+    from recurrent_mlm.study.report import replace_between
+
+    old = readme.read_text(encoding="utf-8")
+    new = replace_between(old, RECALL_START, RECALL_END, recall_table(claim_dir))
+    if new != old:
+        atomic_write_text(readme, new)
+    return new != old
 
 
 def publish_speed(readme: Path) -> bool:
@@ -122,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     # The documents show one tier (claim ids are the same in every tier): the one published last.
     print(f"{args.results_doc}: {'updated' if update_results_doc(args.results_doc, folders) else 'unchanged'}")
     print(f"{args.readme}: {'updated' if update_readme_verdicts(args.readme, folders) else 'unchanged'}")
+    recall = ROOT / "docs" / "results" / args.tier / "W1"
+    if (recall / "summary.json").exists():
+        print(f"{args.readme}: {'updated' if publish_recall(Path(args.readme), recall) else 'unchanged'} (recall table)")
     return 0
 
 

@@ -51,3 +51,12 @@ def test_readme_speed_table_is_generated_from_the_benchmark_results():
         pytest.skip("no throughput results committed")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert readme[readme.index(SPEED_START) + len(SPEED_START) : readme.index(SPEED_END)].strip() == speed_table()
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no study published under docs/results yet")
+def test_readme_recall_table_is_the_published_one():
+    from scripts.publish_results import RECALL_END, RECALL_START, recall_table
+
+    folder = next(p for p in PUBLISHED if p.name == "W1")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert readme[readme.index(RECALL_START) + len(RECALL_START) : readme.index(RECALL_END)].strip() == recall_table(folder)
