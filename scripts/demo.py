@@ -1,4 +1,4 @@
-"""The main job: does recurrence help a masked LM? BERT and recurrent BERT side by side, offline, in about 10
+"""The main job: does recurrence help a masked LM? BERT and recurrent BERT side by side, offline, in about 13
 minutes on 2 CPU cores (`python3 tasks.py demo` sets up the environment first):
 
 1. every encoder variant at the "tiny" size: one training step, a masked sentence, save, reload;

@@ -28,7 +28,7 @@ class StudyArguments:
     """Re-test the claims of Lei et al. 2022, Abnar et al. 2020, Wen et al. 2024 and Miller & Hardt 2019."""
 
     claims: list[str] = arg(["all"], "Claim groups: lei (L1, L2), stability (L2), agreement (A1-A3), recall (W1, W3), stable-lstm (M1, M2), or all.", flags=("claims",), nargs="*", metavar="CLAIMS")
-    tier: str = arg("cpu", "Size tier: smoke (tests, seconds), demo (~10 min), cpu (about an hour of 2 cores), gpu (one accelerator).", choices=list(TIERS))
+    tier: str = arg("cpu", "Size tier: smoke (tests, seconds), demo (~13 min), cpu (about an hour of 2 cores), gpu (one accelerator).", choices=list(TIERS))
     output_dir: str = arg("outputs/study", "The study folder (resumable: run the same command again to continue).")
     glue_dir: str | None = arg(None, "GLUE tasks in the official layout (e.g. ../shared/data/glue); default: the bundled SST-2 sample.")
     agreement_dir: str | None = arg(None, "Subject-verb agreement sets (Linzen, Gulordava, Marvin & Linzen) in their official layouts; CC BY-NC sets are read from here, never copied.")

@@ -1,5 +1,5 @@
 """Size tiers of the study: what each claim runs at `smoke` (the test suite, seconds), `demo` (the main job,
-about 10 minutes on 2 CPU cores), `cpu` (a laptop: about an hour of two cores) and `gpu` (one accelerator).
+about 13 minutes on 2 CPU cores), `cpu` (a laptop: about an hour of two cores) and `gpu` (one accelerator).
 
 A tier fixes every number that changes results (models, sizes, steps, seeds, data sizes, grids); the plan of
 each claim records its tier, so a resumed study never mixes tiers.
