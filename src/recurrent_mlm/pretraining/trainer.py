@@ -243,6 +243,7 @@ class Trainer:
             if setup.num_epochs is not None and self.epoch >= setup.num_epochs:
                 break
             steps_this_epoch = 0
+            signalled = False  # every process agreed to stop inside the epoch
             for window in self._windows():
                 result = train_step(
                     window,
@@ -286,10 +287,14 @@ class Trainer:
                 if self.global_step >= setup.max_train_steps or self.stopped_early:
                     break
                 if signals is not None and signals.agreed(acc):
+                    signalled = True
                     break
             if self.global_step >= setup.max_train_steps or self.stopped_early:
                 break
-            if signals is not None and signals.received is not None:
+            # A signal that arrived after the epoch's last agreement is known to one process only: agree
+            # again (every process gets here together) instead of reading the local flag, which would let that
+            # process leave while the others wait in the next epoch's first collective.
+            if signals is not None and (signalled or signals.agreed(acc)):
                 break
             if steps_this_epoch == 0 and self.batches_in_epoch == 0:  # only a stream can be this short
                 raise UsageError(
