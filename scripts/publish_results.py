@@ -51,41 +51,27 @@ def recall_table(claim_dir: Path) -> str:
 
 
 def publish_recall(readme: Path, claim_dir: Path) -> bool:
-    from recurrent_mlm.files import atomic_write_text
-    from recurrent_mlm.study.report import replace_between
+    from recurrent_mlm.study.report import update_between
 
-    old = readme.read_text(encoding="utf-8")
-    new = replace_between(old, RECALL_START, RECALL_END, recall_table(claim_dir))
-    if new != old:
-        atomic_write_text(readme, new)
-    return new != old
+    return update_between(readme, RECALL_START, RECALL_END, recall_table(claim_dir))
 
 
 def publish_speed(readme: Path) -> bool:
-    from recurrent_mlm.files import atomic_write_text
-    from recurrent_mlm.study.report import replace_between
+    from recurrent_mlm.study.report import update_between
 
-    old = readme.read_text(encoding="utf-8")
-    new = replace_between(old, SPEED_START, SPEED_END, speed_table())
-    if new != old:
-        atomic_write_text(readme, new)
-    return new != old
+    return update_between(readme, SPEED_START, SPEED_END, speed_table())
 
 
 def publish_demo(demo_dir: Path, readme: Path) -> bool:
     """The demo's closing table (comparison.md) to docs/results/demo/ and between the README's demo markers."""
     from recurrent_mlm.files import atomic_write_text
-    from recurrent_mlm.study.report import replace_between
+    from recurrent_mlm.study.report import update_between
 
     text = (demo_dir / "comparison.md").read_text(encoding="utf-8")
     dest = ROOT / "docs" / "results" / "demo"
     dest.mkdir(parents=True, exist_ok=True)
     atomic_write_text(dest / "comparison.md", text)
-    old = readme.read_text(encoding="utf-8")
-    new = replace_between(old, DEMO_START, DEMO_END, text)
-    if new != old:
-        atomic_write_text(readme, new)
-    return new != old
+    return update_between(readme, DEMO_START, DEMO_END, text)
 
 
 def copy_claims(study_dir: Path, dest: Path) -> list[Path]:

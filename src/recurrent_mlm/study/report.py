@@ -411,14 +411,19 @@ def update_results_doc(path: str | Path, summaries: Sequence[Mapping | str | os.
     return new != old
 
 
-def update_readme_verdicts(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> bool:
-    """Regenerate only the verdict table of `path` (a README with the verdict markers); returns whether it changed."""
+def update_between(path: str | Path, start: str, end: str, content: str) -> bool:
+    """Replace what lies between the markers in the file `path` (atomically); returns whether it changed."""
     path = Path(path)
     old = path.read_text(encoding="utf-8")
-    new = replace_between(old, VERDICTS_START, VERDICTS_END, verdict_table(summaries))
+    new = replace_between(old, start, end, content)
     if new != old:
         atomic_write_text(path, new)
     return new != old
+
+
+def update_readme_verdicts(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> bool:
+    """Regenerate only the verdict table of `path` (a README with the verdict markers); returns whether it changed."""
+    return update_between(path, VERDICTS_START, VERDICTS_END, verdict_table(summaries))
 
 
 def check_readme_verdicts(path: str | Path, summaries: Sequence[Mapping | str | os.PathLike]) -> list[str]:
@@ -478,6 +483,7 @@ __all__ = [
     "make_summary",
     "render_results_doc",
     "replace_between",
+    "update_between",
     "update_readme_verdicts",
     "update_results_doc",
     "validate_summary",
