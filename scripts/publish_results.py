@@ -103,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--readme", default=str(ROOT / "README.md"))
     args = p.parse_args(argv)
     if args.speed:
+        missing = [str(path.relative_to(ROOT)) for path in SPEED_FILES.values() if not path.exists()]
+        if missing:
+            print(f"{', '.join(missing)} missing; run benchmarks/pretraining_throughput.py --size tiny|mini first.", file=sys.stderr)
+            return 2
         print(f"{args.readme}: {'updated' if publish_speed(Path(args.readme)) else 'unchanged'} (speed table)")
         if not (args.demo_dir or args.study_dir):
             return 0
